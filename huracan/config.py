@@ -1,0 +1,307 @@
+"""Configuration: frozen pydantic models for ``config/base.yaml`` plus environment overrides.
+
+Precedence, lowest first:
+
+1. the model defaults below (each one documented in ``config/base.yaml``);
+2. the YAML file;
+3. ``HURACAN__section__key`` environment variables (any depth, e.g.
+   ``HURACAN__engine__risk__global_max_exposure_pct=150``), values parsed as YAML scalars;
+4. the service variables the launchers and tests share: ``HURACAN_KAFKA_BOOTSTRAP``,
+   ``HURACAN_SCHEMA_REGISTRY_URL``, ``HURACAN_REDIS_URL``, ``HURACAN_POSTGRES_DSN``.
+
+Unknown keys are rejected, and every validation error names the dotted key
+(``engine.risk.per_coin_max_exposure_pct``) in a :class:`ConfigError`. Secrets (the PostgreSQL
+DSN, the Redis password) are :class:`pydantic.SecretStr` and never printed; :meth:`HuracanConfig.
+redacted` gives a dump safe to log.
+
+The models are also read-only mappings, so the spec's ``RiskLimits(**config["engine"]["risk"])``
+works as written.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+ENV_PREFIX = "HURACAN__"
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "base.yaml"
+
+DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_POSTGRES_DSN = "postgresql://huracan:huracan@127.0.0.1:5432/huracan"
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names every offending key."""
+
+
+class _Section(BaseModel):
+    """Frozen, extra-forbidding model that also reads like a mapping (``keys``/``[]``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def keys(self) -> list[str]:
+        return list(type(self).model_fields)
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in type(self).model_fields:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key in type(self).model_fields else default
+
+    def __contains__(self, key: object) -> bool:
+        return key in type(self).model_fields
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        for k in self.keys():
+            yield k, getattr(self, k)
+
+
+class MessageBusConfig(_Section):
+    """The spec's ``engine.message_bus``: which adapter and how it reaches its server."""
+
+    type: Literal["redis_streams", "memory", "kafka"] = "redis_streams"
+    host: str = "127.0.0.1"
+    port: int = Field(6379, ge=1, le=65535)
+    db: int = Field(0, ge=0)
+    password: SecretStr | None = None
+    stream_prefix: str = "huracan"
+    #: approximate MAXLEN per stream (XADD MAXLEN ~); 0 disables trimming
+    maxlen: int = Field(1_000_000, ge=0)
+    #: entries pending longer than this are reclaimed from a dead consumer (XAUTOCLAIM)
+    claim_idle_ms: int = Field(30_000, ge=1)
+    #: an entry delivered more than this many times goes to the dead-letter stream
+    max_deliveries: int = Field(5, ge=1)
+    #: how long one read blocks waiting for entries
+    block_ms: int = Field(1_000, ge=1)
+    #: entries fetched per read
+    batch_size: int = Field(100, ge=1)
+    #: Kafka adapter only: bootstrap servers (defaults to kafka.bootstrap_servers)
+    bootstrap_servers: str | None = None
+
+
+class RiskConfig(_Section):
+    """The spec's ``engine.risk``; the same fields as ``RiskLimits``."""
+
+    global_max_exposure_pct: float = Field(200.0, gt=0)
+    per_coin_max_exposure_pct: float = Field(40.0, gt=0)
+    per_sector_max_exposure_pct: float = Field(60.0, gt=0)
+    per_exchange_max_exposure_pct: float = Field(150.0, gt=0)
+    soft_throttle_threshold_pct: float = Field(80.0, gt=0, le=100)
+    max_concurrent_trades: int = Field(500, ge=1)
+    max_active_trades: int = Field(100, ge=1)
+    max_drawdown_pct: float = Field(10.0, gt=0, le=100)
+    max_consecutive_errors: int = Field(5, ge=1)
+
+
+class CostModelConfig(_Section):
+    """The spec's ``engine.cost_model``."""
+
+    update_interval_seconds: float = Field(60.0, gt=0)
+    min_edge_after_cost_bps: float = 5.0
+    default_maker_fee_bps: float = 2.0
+    default_taker_fee_bps: float = 5.0
+    #: quotes older than this make a symbol stale (should_trade refuses it)
+    stale_after_seconds: float = Field(30.0, gt=0)
+    #: funding is charged over this expected holding period
+    expected_holding_hours: float = Field(8.0, ge=0)
+    #: hours per funding interval (funding_rate_bps is per interval)
+    funding_interval_hours: float = Field(8.0, gt=0)
+
+
+class ModelRegistryConfig(_Section):
+    """The spec's ``engine.model_registry``; ``metadata_db`` empty or absent means file storage."""
+
+    storage_path: str = "data/models"
+    metadata_db: SecretStr | None = None
+
+
+class EngineConfig(_Section):
+    """The spec's ``engine:`` section."""
+
+    max_coins: int = Field(400, ge=1)
+    max_concurrent_trades: int = Field(500, ge=1)
+    active_coins: int = Field(20, ge=1)
+    max_active_trades: int = Field(100, ge=1)
+    coins_per_event_loop: int = Field(50, ge=1)
+    equity_usd: float = Field(1_000_000.0, gt=0)
+    message_bus: MessageBusConfig = MessageBusConfig()
+    risk: RiskConfig = RiskConfig()
+    cost_model: CostModelConfig = CostModelConfig()
+    model_registry: ModelRegistryConfig = ModelRegistryConfig()
+
+    @field_validator("active_coins")
+    @classmethod
+    def _active_within_max(cls, v: int, info: Any) -> int:
+        max_coins = info.data.get("max_coins", 400)
+        if v > max_coins:
+            raise ValueError(f"active_coins ({v}) exceeds max_coins ({max_coins})")
+        return v
+
+
+class TopicPartitionsConfig(_Section):
+    """Partition counts per topic of the catalog (``huracan.streams.topics``)."""
+
+    market_data: int = Field(12, ge=1)
+    features: int = Field(12, ge=1)
+    signals: int = Field(12, ge=1)
+    cost_updates: int = Field(12, ge=1)
+    trade_requests: int = Field(1, ge=1)
+    risk_decisions: int = Field(1, ge=1)
+    executions: int = Field(12, ge=1)
+    control: int = Field(1, ge=1)
+    dead_letter: int = Field(3, ge=1)
+
+
+class KafkaConfig(_Section):
+    bootstrap_servers: str = DEFAULT_KAFKA_BOOTSTRAP
+    #: a Confluent-compatible Schema Registry; None means single-object encoding
+    schema_registry_url: str | None = None
+    topic_prefix: str = "huracan"
+    replication_factor: int = Field(1, ge=1)
+    partitions: TopicPartitionsConfig = TopicPartitionsConfig()
+    #: retention of the event topics in ms; -1 keeps them forever (the log is the truth)
+    retention_ms: int = -1
+    dead_letter_retention_ms: int = Field(30 * 24 * 3600 * 1000, ge=-1)
+
+
+class RedisConfig(_Section):
+    url: SecretStr = SecretStr(DEFAULT_REDIS_URL)
+
+
+class PostgresConfig(_Section):
+    dsn: SecretStr = SecretStr(DEFAULT_POSTGRES_DSN)
+    pool_min_size: int = Field(1, ge=0)
+    pool_max_size: int = Field(10, ge=1)
+
+
+class FaustConfig(_Section):
+    app_id: str = "huracan"
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(6066, ge=1, le=65535)
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "exactly_once"
+    store: str = "memory://"
+    #: records per stream.take() batch and how long to wait to fill it
+    batch_size: int = Field(500, ge=1)
+    batch_timeout_s: float = Field(0.05, gt=0)
+
+
+class HuracanConfig(_Section):
+    engine: EngineConfig = EngineConfig()
+    kafka: KafkaConfig = KafkaConfig()
+    redis: RedisConfig = RedisConfig()
+    postgres: PostgresConfig = PostgresConfig()
+    faust: FaustConfig = FaustConfig()
+
+    def redacted(self) -> dict[str, Any]:
+        """A JSON-safe dump with every secret shown as ``'**********'``."""
+        return _redact(self.model_dump(mode="python"))
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return "**********" if value.get_secret_value() else ""
+    if isinstance(value, dict):
+        return {k: _redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v) for v in value]
+    return value
+
+
+def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    node = tree
+    for part in path[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[path[-1]] = value
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
+        if not path:
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            value = raw
+        _set_path(tree, path, value)
+    service_vars = {
+        "HURACAN_KAFKA_BOOTSTRAP": ["kafka", "bootstrap_servers"],
+        "HURACAN_SCHEMA_REGISTRY_URL": ["kafka", "schema_registry_url"],
+        "HURACAN_REDIS_URL": ["redis", "url"],
+        "HURACAN_POSTGRES_DSN": ["postgres", "dsn"],
+    }
+    for var, path in service_vars.items():
+        if environ.get(var):
+            _set_path(tree, path, environ[var])
+    return tree
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        lines.append(f"  {key}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def build_config(
+    data: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    source: str = "<dict>",
+) -> HuracanConfig:
+    """Validate ``data`` overlaid with environment overrides; raise :class:`ConfigError`."""
+    env = os.environ if environ is None else environ
+    merged = _merge(dict(data or {}), _env_overrides(env))
+    try:
+        return HuracanConfig.model_validate(merged)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> HuracanConfig:
+    """Load ``path`` (default ``config/base.yaml``, or ``$HURACAN_CONFIG``) and validate it.
+
+    Raises :class:`ConfigError` when the file is missing, is not YAML, is not a mapping, or
+    fails validation; the message names the file and each bad key.
+    """
+    env = os.environ if environ is None else environ
+    p = Path(path or env.get("HURACAN_CONFIG") or DEFAULT_CONFIG_PATH)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {p} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p} must hold a mapping at the top level")
+    return build_config(data, env, source=str(p))
