@@ -1,8 +1,8 @@
 """Huracan: an event-sourced crypto trading engine on Apache Kafka.
 
-Importing ``huracan`` is cheap: the Faust application (``huracan.app``), which ``faust -A huracan
-worker`` looks up as ``huracan.app``, and the public names of the spec's components are resolved
-lazily on first access.
+Importing ``huracan`` is cheap: the Faust application, which ``faust -A huracan worker`` looks
+up as ``huracan.app`` (built by ``huracan.application``), and the public names of the spec's
+components are resolved lazily on first access.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ __all__ = ["__version__", "app", *sorted(_EXPORTS)]
 
 def __getattr__(name: str) -> Any:
     if name == "app":
-        from huracan.app import get_app
+        from huracan.application import get_app
 
         return get_app()
     module = _EXPORTS.get(name)

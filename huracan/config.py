@@ -202,7 +202,8 @@ class HuracanConfig(_Section):
 
     def redacted(self) -> dict[str, Any]:
         """A JSON-safe dump with every secret shown as ``'**********'``."""
-        return _redact(self.model_dump(mode="python"))
+        redacted: dict[str, Any] = _redact(self.model_dump(mode="python"))
+        return redacted
 
 
 def _redact(value: Any) -> Any:

@@ -43,4 +43,3 @@ def unique_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
         return f"test.{kind}.{base}.{token}"
 
     return make
-

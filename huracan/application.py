@@ -1,8 +1,11 @@
 """The Faust application: Huracan's composition root.
 
+(DESIGN.md calls this module ``app.py``. It is ``application.py`` because ``faust -A huracan``
+reads the attribute ``huracan.app``, and a submodule named ``app`` would shadow it once imported.)
+
 This is the one place that turns configuration into clients and wires the agents to the core.
 Nothing here runs at import time of ``huracan``: :func:`get_app` builds the app on first use
-(``faust -A huracan worker`` triggers it through ``huracan.app``).
+(``faust -A huracan worker`` triggers it through the lazy ``huracan.app`` attribute).
 """
 
 from __future__ import annotations
