@@ -75,7 +75,8 @@ def check_redis(config: HuracanConfig, timeout: float = 3.0) -> CheckResult:
         )
         try:
             client.ping()
-            version = client.info("server").get("redis_version", "?")
+            info: dict[str, Any] = client.info("server")  # type: ignore[assignment]
+            version = info.get("redis_version", "?")
         finally:
             client.close()
         return f"redis {version}"
