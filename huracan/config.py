@@ -85,6 +85,10 @@ class MessageBusConfig(_Section):
     batch_size: int = Field(100, ge=1)
     #: Kafka adapter only: bootstrap servers (defaults to kafka.bootstrap_servers)
     bootstrap_servers: str | None = None
+    #: Kafka adapter only: partitions of each bus topic it creates on demand
+    partitions: int = Field(12, ge=1)
+    #: Kafka adapter only: replication factor of the bus topics it creates
+    replication_factor: int = Field(1, ge=1)
 
 
 class RiskConfig(_Section):

@@ -122,8 +122,11 @@ def run_foundation_demo(
                 continue
             if msg.error():
                 raise KafkaException(msg.error())
-            lo, hi = ranges[msg.partition()]
-            if lo <= msg.offset() <= hi:
+            partition, offset = msg.partition(), msg.offset()
+            if partition is None or offset is None:
+                continue
+            lo, hi = ranges[partition]
+            if lo <= offset <= hi:
                 got.append(serde.decode(msg.value(), expected="MarketTick"))
     finally:
         consumer.close()
