@@ -13,7 +13,22 @@ from typing import Any
 __version__ = "0.1.0"
 
 # public name -> module that defines it
-_EXPORTS: dict[str, str] = {}
+_EXPORTS: dict[str, str] = {
+    "GlobalRiskController": "huracan.domain.risk",
+    "RiskLimits": "huracan.domain.risk",
+    "TradeRequest": "huracan.domain.risk",
+    "RiskDecision": "huracan.domain.risk",
+    "RealTimeCostModel": "huracan.components.cost_model",
+    "ModelRegistry": "huracan.storage.model_registry",
+    "ModelStatus": "huracan.storage.model_registry",
+    "EventLoopManager": "huracan.runtime.event_loops",
+    "create_message_bus": "huracan.bus.factory",
+    "Message": "huracan.bus.message",
+    "StreamType": "huracan.bus.message",
+    "load_config": "huracan.config",
+    "get_active_coins": "huracan.domain.universe",
+    "get_sector": "huracan.domain.universe",
+}
 
 __all__ = ["__version__", "app", *sorted(_EXPORTS)]
 
