@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,12 +25,12 @@ def postgres_restored(postgres_dsn: str) -> Iterator[str]:
 
 
 def test_registry_when_postgres_stops_then_unavailable_reported_and_recovers_after_restart(
-    postgres_restored: str, tmp_path: Path, unique_name
+    postgres_restored: str, tmp_path: Path
 ) -> None:
     # arrange: a registry with one model, connected
     dsn = postgres_restored
     password = dsn.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
-    schema = unique_name("reg").replace(".", "_").replace("-", "_")[:60]
+    schema = f"reliability_{uuid.uuid4().hex[:12]}"
     model = tmp_path / "m.bin"
     model.write_bytes(b"weights")
     registry = ModelRegistry(storage_path=str(tmp_path), metadata_db=dsn, schema=schema)
