@@ -19,7 +19,8 @@ Contract of :meth:`RiskSequencer.decide`, in steps:
    closed, never opened) is BLOCKed with ``unknown_trade``;
 4. a request the controller cannot even evaluate (bad size, unknown sector, …) is BLOCKed with
    ``invalid_request`` and the error text: it decoded, so it is audited, not dead-lettered;
-5. the decision's ids are derived: ``event_id = "dec:<request_id>"``, ``correlation_id`` from
+5. the request's quote (``bid``/``ask``) is carried on the decision, for the paper exchange;
+6. the decision's ids are derived: ``event_id = "dec:<request_id>"``, ``correlation_id`` from
    the request, ``causation_id`` = the request's ``event_id``; its ``ts`` is the request's event
    time. Nothing reads a clock, so a replay of the same requests yields byte-identical decisions.
 
@@ -190,6 +191,8 @@ class RiskSequencer:
             "intent": request.get("intent", "OPEN"),
             "ts": request["ts"],
             "requested_size_usd": float(request.get("size_usd", 0.0)),
+            "bid": request.get("bid"),
+            "ask": request.get("ask"),
         }
 
     def _record(

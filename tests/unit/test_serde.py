@@ -119,6 +119,9 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "intent": "CLOSE",
         "trade_id": "trade-7",
         "model_version": "BTC:1",
+        "bid": 50_000.0,
+        "ask": 50_010.0,
+        "exit_reason": None,
     },
     "RiskDecision": {
         **_env(),
@@ -149,6 +152,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "exchange_exposure_after_pct": 82.5,
         "active_trades": 40,
         "in_flight_trades": 42,
+        "bid": 50_000.0,
+        "ask": None,
     },
     "Execution": {
         **_env(),
@@ -244,7 +249,7 @@ def test_encode_decode_when_valid_record_then_round_trips(serde: Serde, event_ty
     # assert
     assert decoded.event_type == event_type
     assert decoded.record == record
-    assert decoded.writer_version == 1
+    assert decoded.writer_version == serde.catalog.schema(event_type).version
 
 
 def test_encode_when_single_object_then_header_is_magic_and_fingerprint(
@@ -1080,3 +1085,25 @@ def test_topic_catalog_when_record_key_then_coin_or_control_key() -> None:
     assert control.record_key(SAMPLES["ControlEvent"]) == b"per_coin_max_exposure_pct"
     assert control.record_key({"command": "KILL_SWITCH_ON", "key": None}) == b"KILL_SWITCH_ON"
     assert topics.for_event_type("DeadLetter").record_key(SAMPLES["DeadLetter"]) == b"BTC"
+
+
+def test_packaged_history_when_v1_trade_request_written_then_current_reader_fills_quote_defaults(
+    catalog: SchemaCatalog,
+) -> None:
+    """TradeRequest v2 added bid/ask/exit_reason; records written with v1 still decode."""
+    import io
+
+    import fastavro
+
+    v1 = catalog.versions("TradeRequest")[0]
+    assert v1.version == 1
+    record = {k: v for k, v in SAMPLES["TradeRequest"].items() if k not in ("bid", "ask",
+              "exit_reason")}  # fmt: skip
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, v1.parsed, record)
+    data = b"\xc3\x01" + v1.fingerprint + body.getvalue()
+
+    decoded = SingleObjectSerde(catalog).decode_event(data)
+
+    assert decoded.writer_version == 1
+    assert decoded.record == {**record, "bid": None, "ask": None, "exit_reason": None}

@@ -1,0 +1,314 @@
+"""Paper execution and exits: deterministic fills and the rules that close trades.
+
+:class:`PaperExchange` fills risk decisions as market (taker) orders at the quote carried by the
+request: a buy at the ask, a sell at the bid, paying ``taker_fee_bps`` of the notional. The fill's
+event time is the decision's plus ``latency_us``. Ids are derived (``execution_id =
+"exe:<request_id>"``) and an execution id already filled is ignored, so a redelivered decision
+never makes a second execution. A close's ``realized_pnl_usd`` is net of both legs' fees::
+
+    long:  pnl = units × (exit_bid − entry_ask) − entry_fees − exit_fees
+    short: pnl = units × (entry_bid − exit_ask) − entry_fees − exit_fees
+
+:class:`ExitRules` decide when an open trade is closed, checked on every tick of its coin (marked
+at the price the close would get: the bid for a long, the ask for a short) and on every signal:
+
+    take_profit   return ≥ take_profit_bps
+    stop_loss     return ≤ −stop_loss_bps
+    time_limit    held ≥ max_holding_us
+    reversal      a signal in the opposite direction
+
+:class:`PositionMonitor` keeps the open trades of the coins it sees (folded from executions) and
+emits one CLOSE trade request per trade (``request_id = "close:<trade_id>"``), never two.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from huracan.domain.errors import DomainError
+
+LONG: Final = "LONG"
+SHORT: Final = "SHORT"
+
+
+class ExecutionError(DomainError, ValueError):
+    """A decision that cannot be filled: no usable quote, unknown trade to close."""
+
+
+@dataclass(frozen=True, slots=True)
+class PaperExchangeParams:
+    """``taker_fee_bps`` (5) of notional per fill; ``latency_us`` (50 ms) of event time."""
+
+    taker_fee_bps: float = 5.0
+    latency_us: int = 50_000
+
+
+@dataclass(slots=True)
+class Position:
+    """An open trade as the exchange and the exit rules see it."""
+
+    trade_id: str
+    coin: str
+    exchange: str
+    sector: str | None
+    direction: str
+    units: float
+    entry_price: float
+    size_usd: float
+    entry_fees_usd: float
+    opened_ts: int
+    closing: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Position:
+        return cls(**{k: data[k] for k in cls.__slots__})
+
+
+class _Window:
+    """A bounded set of recently seen ids (oldest forgotten first)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def add(self, key: str) -> bool:
+        if key in self._ids:
+            return False
+        self._ids[key] = None
+        if len(self._ids) > self.size:
+            self._ids.popitem(last=False)
+        return True
+
+    def to_list(self) -> list[str]:
+        return list(self._ids)
+
+    def load(self, ids: list[str]) -> None:
+        for key in ids:
+            self._ids[key] = None
+
+
+class PaperExchange:
+    """Fills decisions deterministically; see the module docstring."""
+
+    def __init__(self, params: PaperExchangeParams | None = None, dedupe_window: int = 100_000):
+        self.params = params or PaperExchangeParams()
+        self.positions: dict[str, Position] = {}
+        self._filled = _Window(dedupe_window)
+        self.duplicates = 0
+
+    def fill(self, decision: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The Execution record for an approved ``decision``; ``None`` when nothing is to fill.
+
+        Nothing is filled for a BLOCK, a zero approved size, or an execution id already filled.
+        Raises :class:`ExecutionError` (state unchanged) for a missing or crossed quote or a
+        close of a trade this exchange does not hold.
+        """
+        if decision["decision"] == "BLOCK" or not decision.get("approved_size_usd"):
+            return None
+        request_id = str(decision["request_id"])
+        execution_id = f"exe:{request_id}"
+        if execution_id in self._filled._ids:
+            self.duplicates += 1
+            return None
+        bid, ask = decision.get("bid"), decision.get("ask")
+        if not (isinstance(bid, float | int) and isinstance(ask, float | int)) or not (
+            0 < bid <= ask and math.isfinite(ask)
+        ):
+            raise ExecutionError(f"{request_id}: no usable quote (bid={bid}, ask={ask})")
+        fee_rate = self.params.taker_fee_bps / 1e4
+        ts = int(decision["ts"]) + self.params.latency_us
+        trade_id = str(decision["trade_id"])
+        base = {
+            "event_id": execution_id,
+            "correlation_id": decision.get("correlation_id") or request_id,
+            "causation_id": decision.get("event_id"),
+            "execution_id": execution_id,
+            "trade_id": trade_id,
+            "request_id": request_id,
+            "coin": decision["coin"],
+            "exchange": decision["exchange"],
+            "sector": decision.get("sector"),
+            "ts": ts,
+            "liquidity": "TAKER",
+        }
+        if decision.get("intent") == "CLOSE":
+            pos = self.positions.get(trade_id)
+            if pos is None:
+                raise ExecutionError(f"{request_id}: no open position {trade_id!r} to close")
+            price = float(bid) if pos.direction == LONG else float(ask)
+            notional = pos.units * price
+            fees = notional * fee_rate
+            gross = pos.units * (price - pos.entry_price)
+            if pos.direction == SHORT:
+                gross = -gross
+            del self.positions[trade_id]
+            self._filled.add(execution_id)
+            return {
+                **base,
+                "side": "SELL" if pos.direction == LONG else "BUY",
+                "direction": pos.direction,
+                "size": pos.units,
+                "size_usd": notional,
+                "price": price,
+                "fees_usd": fees,
+                "action": "CLOSE",
+                "realized_pnl_usd": gross - pos.entry_fees_usd - fees,
+            }
+        direction = str(decision["direction"])
+        if direction not in (LONG, SHORT):
+            raise ExecutionError(f"{request_id}: cannot open direction {direction!r}")
+        price = float(ask) if direction == LONG else float(bid)
+        notional = float(decision["approved_size_usd"])
+        units = notional / price
+        fees = notional * fee_rate
+        self.positions[trade_id] = Position(
+            trade_id, str(decision["coin"]), str(decision["exchange"]), decision.get("sector"),
+            direction, units, price, notional, fees, ts,
+        )  # fmt: skip
+        self._filled.add(execution_id)
+        return {
+            **base,
+            "side": "BUY" if direction == LONG else "SELL",
+            "direction": direction,
+            "size": units,
+            "size_usd": notional,
+            "price": price,
+            "fees_usd": fees,
+            "action": "OPEN",
+            "realized_pnl_usd": None,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "positions": [p.to_dict() for p in self.positions.values()],
+            "filled": self._filled.to_list(),
+        }
+
+    @classmethod
+    def from_dict(
+        cls, data: Mapping[str, Any], params: PaperExchangeParams | None = None
+    ) -> PaperExchange:
+        ex = cls(params)
+        for p in data["positions"]:
+            pos = Position.from_dict(p)
+            ex.positions[pos.trade_id] = pos
+        ex._filled.load(list(data["filled"]))
+        return ex
+
+
+@dataclass(frozen=True, slots=True)
+class ExitRules:
+    """When to close: take profit 30 bps, stop loss 20 bps, 5 minutes, or a reversal."""
+
+    take_profit_bps: float = 30.0
+    stop_loss_bps: float = 20.0
+    max_holding_us: int = 300_000_000
+    close_on_reversal: bool = True
+
+
+@dataclass(slots=True)
+class PositionMonitor:
+    """Open trades per coin, folded from executions, and the CLOSE requests their exits make."""
+
+    rules: ExitRules = field(default_factory=ExitRules)
+    positions: dict[str, dict[str, Position]] = field(default_factory=dict)
+
+    def on_execution(self, execution: Mapping[str, Any]) -> None:
+        """Fold one execution in: an OPEN adds a trade, a CLOSE removes it (idempotent)."""
+        coin, trade_id = str(execution["coin"]), str(execution["trade_id"])
+        book = self.positions.setdefault(coin, {})
+        if execution["action"] == "CLOSE":
+            book.pop(trade_id, None)
+        elif execution["action"] == "OPEN" and trade_id not in book:
+            size = float(execution["size_usd"])
+            book[trade_id] = Position(
+                trade_id, coin, str(execution["exchange"]), execution.get("sector"),
+                str(execution["direction"]), float(execution["size"]), float(execution["price"]),
+                size, float(execution["fees_usd"]), int(execution["ts"]),
+            )  # fmt: skip
+
+    def on_tick(self, tick: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """CLOSE requests for the coin's trades whose take-profit, stop or time limit is hit."""
+        book = self.positions.get(str(tick["coin"]))
+        if not book:
+            return []
+        bid, ask, ts = float(tick["bid"]), float(tick["ask"]), int(tick["ts"])
+        r = self.rules
+        out = []
+        for pos in book.values():
+            if pos.closing:
+                continue
+            if pos.direction == LONG:
+                ret_bps = (bid / pos.entry_price - 1.0) * 1e4
+            else:
+                ret_bps = (pos.entry_price / ask - 1.0) * 1e4
+            if ret_bps >= r.take_profit_bps:
+                why = "take_profit"
+            elif ret_bps <= -r.stop_loss_bps:
+                why = "stop_loss"
+            elif ts - pos.opened_ts >= r.max_holding_us:
+                why = "time_limit"
+            else:
+                continue
+            out.append(self._close(pos, tick, why))
+        return out
+
+    def on_signal(self, signal: Mapping[str, Any], bid: float, ask: float) -> list[dict[str, Any]]:
+        """CLOSE requests for the coin's trades that ``signal`` points against."""
+        if not self.rules.close_on_reversal:
+            return []
+        book = self.positions.get(str(signal["coin"]))
+        if not book:
+            return []
+        direction = signal["direction"]
+        tick = {"coin": signal["coin"], "bid": bid, "ask": ask, "ts": signal["ts"],
+                "event_id": signal["event_id"],
+                "correlation_id": signal.get("correlation_id") or signal["event_id"]}  # fmt: skip
+        return [
+            self._close(pos, tick, "reversal")
+            for pos in book.values()
+            if not pos.closing and direction in (LONG, SHORT) and direction != pos.direction
+        ]
+
+    @staticmethod
+    def _close(pos: Position, tick: Mapping[str, Any], why: str) -> dict[str, Any]:
+        pos.closing = True
+        request_id = f"close:{pos.trade_id}"
+        return {
+            "event_id": f"treq:{request_id}",
+            "correlation_id": tick.get("correlation_id") or tick.get("event_id") or request_id,
+            "causation_id": tick.get("event_id"),
+            "request_id": request_id,
+            "coin": pos.coin,
+            "ts": int(tick["ts"]),
+            "signal_ts": int(tick["ts"]),
+            "direction": pos.direction,
+            "size_usd": pos.size_usd,
+            "exchange": pos.exchange,
+            "sector": pos.sector,
+            "edge_bps": 0.0,
+            "edge_after_cost_bps": None,
+            "intent": "CLOSE",
+            "trade_id": pos.trade_id,
+            "model_version": None,
+            "bid": float(tick["bid"]),
+            "ask": float(tick["ask"]),
+            "exit_reason": why,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {c: [p.to_dict() for p in b.values()] for c, b in self.positions.items() if b}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], rules: ExitRules | None = None) -> PositionMonitor:
+        mon = cls(rules or ExitRules())
+        for coin, items in data.items():
+            mon.positions[coin] = {p["trade_id"]: Position.from_dict(p) for p in items}
+        return mon

@@ -1,0 +1,190 @@
+from __future__ import annotations
+
+import pytest
+
+from huracan.config import build_config
+from huracan.domain.execution import (
+    ExecutionError,
+    ExitRules,
+    PaperExchange,
+    PaperExchangeParams,
+    PositionMonitor,
+)
+from huracan.streams.serde import make_serde
+
+
+def _decision(rid: str, direction: str = "LONG", intent: str = "OPEN", **kw: object) -> dict:
+    d = {
+        "event_id": f"dec:{rid}",
+        "correlation_id": f"tick:{rid}",
+        "request_id": rid,
+        "trade_id": kw.pop("trade_id", f"trd:{rid}"),
+        "coin": "BTC",
+        "exchange": "binance",
+        "sector": "L1",
+        "direction": direction,
+        "intent": intent,
+        "ts": 1_000_000,
+        "decision": "APPROVE",
+        "approved_size_usd": 10_000.0,
+        "bid": 100.0,
+        "ask": 100.1,
+    }
+    d.update(kw)
+    return d
+
+
+def test_fill_when_long_opened_then_buys_at_ask_with_taker_fee_and_latency() -> None:
+    ex = PaperExchange(PaperExchangeParams(taker_fee_bps=5.0, latency_us=2_000))
+
+    e = ex.fill(_decision("r1"))
+
+    assert e is not None
+    assert (e["side"], e["action"], e["price"]) == ("BUY", "OPEN", 100.1)
+    assert e["size"] == pytest.approx(10_000.0 / 100.1)
+    assert e["fees_usd"] == pytest.approx(5.0)
+    assert e["ts"] == 1_002_000
+    assert e["execution_id"] == "exe:r1"
+    assert e["trade_id"] == "trd:r1"
+
+
+def test_fill_when_long_closed_then_sells_at_bid_and_pnl_net_of_both_fees() -> None:
+    ex = PaperExchange(PaperExchangeParams(taker_fee_bps=5.0))
+    opened = ex.fill(_decision("r1"))
+    assert opened is not None
+
+    closed = ex.fill(_decision("c1", intent="CLOSE", trade_id="trd:r1", bid=101.0, ask=101.1))
+
+    assert closed is not None
+    units = 10_000.0 / 100.1
+    assert closed["side"] == "SELL"
+    assert closed["price"] == 101.0
+    exit_fees = units * 101.0 * 5e-4
+    assert closed["realized_pnl_usd"] == pytest.approx(units * 0.9 - 5.0 - exit_fees)
+    assert ex.positions == {}
+
+
+def test_fill_when_short_closed_higher_then_loses() -> None:
+    ex = PaperExchange(PaperExchangeParams(taker_fee_bps=0.0))
+    ex.fill(_decision("r1", direction="SHORT"))  # sells at bid 100.0
+
+    closed = ex.fill(_decision("c1", intent="CLOSE", trade_id="trd:r1", bid=101.0, ask=101.0))
+
+    assert closed is not None
+    assert closed["side"] == "BUY"
+    assert closed["realized_pnl_usd"] == pytest.approx(-(10_000.0 / 100.0) * 1.0)
+
+
+def test_fill_when_decision_redelivered_or_blocked_then_nothing_filled() -> None:
+    ex = PaperExchange()
+    ex.fill(_decision("r1"))
+
+    assert ex.fill(_decision("r1")) is None
+    assert ex.duplicates == 1
+    assert ex.fill(_decision("r2", decision="BLOCK", approved_size_usd=0.0)) is None
+    assert len(ex.positions) == 1
+
+
+@pytest.mark.parametrize(
+    "bad", [{"bid": None}, {"bid": 101.0, "ask": 100.0}, {"ask": float("nan")}, {"bid": 0.0}]
+)
+def test_fill_when_quote_unusable_then_error_and_state_unchanged(bad: dict) -> None:
+    ex = PaperExchange()
+
+    with pytest.raises(ExecutionError):
+        ex.fill(_decision("r1", **bad))
+    assert ex.positions == {}
+    assert ex.fill(_decision("r1")) is not None  # not remembered as filled
+
+
+def test_fill_when_closing_unknown_trade_then_error() -> None:
+    with pytest.raises(ExecutionError, match="no open position"):
+        PaperExchange().fill(_decision("c1", intent="CLOSE", trade_id="trd:nope"))
+
+
+def test_exchange_when_restored_from_dict_then_same_fills() -> None:
+    a = PaperExchange()
+    a.fill(_decision("r1"))
+    b = PaperExchange.from_dict(a.to_dict())
+
+    close = _decision("c1", intent="CLOSE", trade_id="trd:r1", bid=102.0, ask=102.1)
+    assert a.fill(close) == b.fill(close)
+    assert b.fill(_decision("r1")) is None
+
+
+def _monitor_with_long(rules: ExitRules) -> PositionMonitor:
+    mon = PositionMonitor(rules)
+    exe = PaperExchange(PaperExchangeParams(taker_fee_bps=0.0)).fill(_decision("r1"))
+    assert exe is not None
+    mon.on_execution(exe)
+    return mon
+
+
+def _tick(bid: float, ask: float, ts: int = 1_100_000) -> dict:
+    return {"coin": "BTC", "bid": bid, "ask": ask, "ts": ts, "event_id": "tick:BTC:9",
+            "correlation_id": "tick:BTC:9"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("bid", "ts", "why"),
+    [
+        (100.1 * 1.0031, 1_100_000, "take_profit"),
+        (100.1 * 0.9979, 1_100_000, "stop_loss"),
+        (100.1, 1_000_000 + 50_000 + 300_000_000, "time_limit"),
+    ],
+)
+def test_on_tick_when_exit_rule_hit_then_one_close_request(bid: float, ts: int, why: str) -> None:
+    mon = _monitor_with_long(ExitRules(take_profit_bps=30, stop_loss_bps=20))
+
+    first = mon.on_tick(_tick(bid, bid + 0.1, ts))
+    second = mon.on_tick(_tick(bid, bid + 0.1, ts + 1))
+
+    assert len(first) == 1
+    assert first[0]["exit_reason"] == why
+    assert first[0]["intent"] == "CLOSE"
+    assert first[0]["request_id"] == "close:trd:r1"
+    assert second == []
+
+
+def test_on_tick_when_inside_bands_then_no_close() -> None:
+    mon = _monitor_with_long(ExitRules())
+
+    assert mon.on_tick(_tick(100.15, 100.2)) == []
+
+
+def test_on_signal_when_reversed_then_close_and_when_same_direction_then_none() -> None:
+    mon = _monitor_with_long(ExitRules())
+    same = {"coin": "BTC", "direction": "LONG", "ts": 5, "event_id": "sig:BTC:5"}
+    opposite = {**same, "direction": "SHORT", "event_id": "sig:BTC:6"}
+
+    assert mon.on_signal(same, 100.0, 100.1) == []
+    closes = mon.on_signal(opposite, 100.0, 100.1)
+
+    assert [c["exit_reason"] for c in closes] == ["reversal"]
+
+
+def test_monitor_when_close_executed_then_trade_forgotten() -> None:
+    mon = _monitor_with_long(ExitRules())
+    mon.on_execution({"coin": "BTC", "trade_id": "trd:r1", "action": "CLOSE"})
+
+    assert mon.on_tick(_tick(1.0, 1.1)) == []
+    assert PositionMonitor.from_dict(mon.to_dict()).positions == {}
+
+
+def test_records_when_encoded_then_valid_execution_and_trade_request() -> None:
+    serde = make_serde(build_config({}, environ={}))
+    ex = PaperExchange()
+    opened = ex.fill(_decision("r1"))
+    mon = PositionMonitor(ExitRules(stop_loss_bps=1))
+    assert opened is not None
+    mon.on_execution(opened)
+    (close_request,) = mon.on_tick(_tick(90.0, 90.1))
+    closed = ex.fill(_decision("c1", intent="CLOSE", trade_id="trd:r1", bid=90.0, ask=90.1))
+    assert closed is not None
+
+    for event_type, record in [
+        ("Execution", opened),
+        ("Execution", closed),
+        ("TradeRequest", close_request),
+    ]:
+        assert serde.decode(serde.encode(event_type, record)) == record
