@@ -171,7 +171,7 @@ def test_catalog_when_schemas_parsed_then_avro_library_accepts_them_too() -> Non
     ("event_type", "fields"),
     [
         ("MarketTick", {"coin", "exchange", "ts", "bid", "ask", "last", "volume", "seq"}),
-        ("FeatureVector", {"coin", "ts", "mid", "ret_1", "volatility", "spread_bps", "vwap"}),
+        ("FeatureVector", {"coin", "ts", "mid", "ret_bps", "volatility_bps", "spread_bps", "vwap"}),
         ("Signal", {"coin", "ts", "direction", "edge_bps", "size_usd", "exchange"}),
         ("CostUpdate", {"coin", "exchange", "kind", "bid", "ask", "maker_bps", "taker_bps"}),
         ("TradeRequest", {"request_id", "coin", "direction", "size_usd", "intent", "trade_id"}),
