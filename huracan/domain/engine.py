@@ -71,7 +71,7 @@ def open_request_from_signal(
 
 
 def _signal_dict(signal: Signal) -> dict[str, Any]:
-    return {k: getattr(signal, k) for k in signal.__slots__}
+    return signal.to_record()
 
 
 @dataclass

@@ -19,7 +19,9 @@ of order and changes nothing (``update`` returns ``None``): replays and redelive
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 class FeatureError(ValueError):
@@ -90,6 +92,16 @@ class FeatureVector:
     vwap: float
     momentum_bps: float
     n_ticks: int
+
+    def to_record(self) -> dict[str, Any]:
+        """The ``FeatureVector`` event record (schema ``feature_vector.avsc``)."""
+        record: dict[str, Any] = {k: getattr(self, k) for k in self.__slots__}
+        record["extra"] = {}
+        return record
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> FeatureVector:
+        return cls(**{k: record[k] for k in cls.__slots__})
 
 
 def update(

@@ -17,7 +17,7 @@ vector it came from (``sig:<coin>:<seq>``), so a replay produces the same ids.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from huracan.domain.features import FeatureVector
 
@@ -42,6 +42,12 @@ class Signal:
     mid: float
     bid: float
     ask: float
+
+    def to_record(self) -> dict[str, Any]:
+        """The ``Signal`` event record (schema ``signal.avsc``)."""
+        record: dict[str, Any] = {k: getattr(self, k) for k in self.__slots__}
+        record["confidence"] = None
+        return record
 
 
 class SignalModel(Protocol):

@@ -131,3 +131,20 @@ def test_baseline_when_warming_up_or_weak_then_no_signal() -> None:
 
     assert model.evaluate(_features_with(momentum_bps=50.0, volatility_bps=1.0, n=29)) is None
     assert model.evaluate(_features_with(momentum_bps=2.0, volatility_bps=2.0)) is None
+
+
+def test_records_when_encoded_then_valid_feature_vector_and_signal_events() -> None:
+    from huracan.config import build_config
+    from huracan.domain.features import FeatureVector
+    from huracan.streams.serde import make_serde
+
+    serde = make_serde(build_config({}, environ={}))
+    fv = _features_with(momentum_bps=30.0, volatility_bps=2.0)
+    signal = BaselineMomentumModel().evaluate(fv)
+    assert signal is not None
+
+    fv_back = serde.decode(serde.encode("FeatureVector", fv.to_record()))
+    sig_back = serde.decode(serde.encode("Signal", signal.to_record()))
+
+    assert FeatureVector.from_record(fv_back) == fv
+    assert sig_back == signal.to_record()
