@@ -190,8 +190,13 @@ class FaustConfig(_Section):
     app_id: str = "huracan"
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=1, le=65535)
-    processing_guarantee: Literal["at_least_once", "exactly_once"] = "exactly_once"
+    #: at_least_once by default: with faust-streaming 0.15.3 and exactly_once the pipeline
+    #: stalls after a few thousand records (measured; see README "Exactly-once"). Duplicates are
+    #: harmless either way: ids are derived and the sequencer and exchange de-duplicate on them.
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     store: str = "memory://"
+    #: where Faust keeps its local files (table stores, app dir); relative to the working dir
+    datadir: str = "data/faust"
     #: records per stream.take() batch and how long to wait to fill it
     batch_size: int = Field(500, ge=1)
     batch_timeout_s: float = Field(0.05, gt=0)

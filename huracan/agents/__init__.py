@@ -1,0 +1,1 @@
+"""Faust agents: the only package (with huracan.application) that imports faust."""

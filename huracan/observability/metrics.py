@@ -1,0 +1,70 @@
+"""Prometheus metrics of the pipeline (served at ``/metrics`` on the worker's web port).
+
+Names are prefixed ``huracan_``. Latency histograms measure from an event's event time to the
+wall clock when the agent emitted its consequence, so they include time spent in Kafka between
+agents (and are meaningful only when the producer stamps ticks with the current time, as
+``huracan simulate`` does).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+
+RECORDS_IN = Counter(
+    "huracan_records_in_total", "Records consumed, by agent and topic", ["agent", "topic"]
+)
+RECORDS_OUT = Counter(
+    "huracan_records_out_total", "Records produced, by agent and topic", ["agent", "topic"]
+)
+DEAD_LETTERS = Counter(
+    "huracan_dead_letters_total", "Records sent to the dead-letter topic", ["agent", "reason"]
+)
+DUPLICATES = Counter(
+    "huracan_duplicates_total", "Redelivered records recognised and skipped", ["agent"]
+)
+COST_REJECTIONS = Counter(
+    "huracan_cost_rejections_total", "Signals dropped by the cost check", ["reason"]
+)
+DECISIONS = Counter(
+    "huracan_risk_decisions_total", "Risk decisions by outcome and reason", ["decision", "reason"]
+)
+EXECUTIONS = Counter("huracan_executions_total", "Executions by action", ["action"])
+EXECUTION_ERRORS = Counter("huracan_execution_errors_total", "Decisions that could not be filled")
+EXITS = Counter("huracan_exits_total", "Close requests by exit rule", ["reason"])
+CONTROL = Counter(
+    "huracan_control_events_total", "Control events by command and outcome", ["command", "outcome"]
+)
+LATENCY = Histogram(
+    "huracan_latency_seconds",
+    "Event time to emission: tick_to_signal, signal_to_decision, tick_to_execution",
+    ["path"],
+    buckets=_LATENCY_BUCKETS,
+)
+EXPOSURE = Gauge("huracan_exposure_pct", "Exposure in % of equity", ["scope", "name"])
+UTILISATION = Gauge("huracan_limit_utilisation_pct", "Use of each limit in %", ["limit"])
+CONSUMER_LAG = Gauge(
+    "huracan_consumer_lag", "Records behind the high watermark", ["topic", "partition"]
+)
+
+
+def observe_latency(path: str, event_ts_us: int, now_s: float) -> None:
+    """Record ``now - event time`` for ``path`` (negative gaps, from clock skew, are dropped)."""
+    dt = now_s - event_ts_us / 1e6
+    if dt >= 0:
+        LATENCY.labels(path=path).observe(dt)
+
+
+def update_exposure(summary: dict[str, Any]) -> None:
+    """Set the exposure and utilisation gauges from ``get_exposure_summary()``."""
+    EXPOSURE.labels(scope="global", name="total").set(summary["global"]["total_exposure_pct"])
+    for scope in ("sector", "exchange"):
+        for name, data in summary.get(f"per_{scope}", {}).items():
+            EXPOSURE.labels(scope=scope, name=name).set(data["exposure_pct"])
+    for limit, pct in summary.get("utilization_pct", {}).items():
+        UTILISATION.labels(limit=limit).set(pct)
