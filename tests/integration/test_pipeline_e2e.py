@@ -93,3 +93,104 @@ def test_pipeline_when_ticks_flow_then_exact_counts_and_exposure_equals_fold_of_
             open_trades.discard(e["trade_id"])
     assert risk["active_trades"] == len(open_trades)
     assert counts["DeadLetter"] == 0
+
+
+def test_pipeline_when_malformed_records_then_dead_lettered_and_the_rest_processed(
+    kafka_bootstrap: str, tmp_path: Path, unique_name
+) -> None:
+    # arrange
+    cfg = pipeline_config(kafka_bootstrap, unique_name("dlq"), partitions=2)
+    create_topics(cfg)
+    ticks = list(MarketSimulator(universe(5), seed=9, start_ts_us=T0, rate=500).ticks(400))
+    topic = TopicCatalog.from_config(cfg).for_event_type("MarketTick").name
+    bad = [b"", b"\xc3\x01garbage", b"not avro at all", b"\x00\x00\x00\x00\x07junk"]
+
+    with running_worker(cfg, tmp_path) as _:
+        # act: good ticks with malformed records in between
+        _publish(cfg, ticks[:200])
+        producer = Producer({"bootstrap.servers": cfg.kafka.bootstrap_servers})
+        for i, value in enumerate(bad):
+            producer.produce(topic, key=b"BTC", value=value, partition=i % 2)
+        assert producer.flush(10) == 0
+        _publish(cfg, ticks[200:])
+
+        # assert
+        wait_until(lambda: topic_counts(cfg)["FeatureVector"] == 400, 120, what="features")
+        wait_until(lambda: topic_counts(cfg)["DeadLetter"] >= len(bad), 60, what="dead letters")
+        letters = read_topic(cfg, "DeadLetter")
+
+    # every agent that reads the topic dead-letters each bad record once, with its bytes
+    for consumer in ("features", "positions"):
+        mine = [d for d in letters if d["consumer"] == consumer and d["source_topic"] == topic]
+        assert sorted(d["original_value"] for d in mine) == sorted(bad)
+        assert all(d["reason"] for d in mine)
+
+
+def test_pipeline_when_kill_switch_event_then_next_open_requests_blocked(
+    kafka_bootstrap: str, tmp_path: Path, unique_name
+) -> None:
+    # arrange
+    cfg = pipeline_config(kafka_bootstrap, unique_name("kill"), partitions=2)
+    create_topics(cfg)
+    serde = make_serde(cfg)
+    catalog = TopicCatalog.from_config(cfg)
+    producer = Producer({"bootstrap.servers": cfg.kafka.bootstrap_servers})
+
+    def request(n: int) -> bytes:
+        return serde.encode(
+            "TradeRequest",
+            {"event_id": f"treq:{n}", "correlation_id": f"c{n}", "causation_id": None,
+             "request_id": f"manual-{n}", "coin": "BTC", "ts": T0 + n, "signal_ts": T0 + n,
+             "direction": "LONG", "size_usd": 1_000.0, "exchange": "binance", "sector": "L1",
+             "edge_bps": 20.0, "edge_after_cost_bps": 10.0, "intent": "OPEN", "trade_id": None,
+             "model_version": "manual", "bid": 100.0, "ask": 100.1, "exit_reason": None},
+        )  # fmt: skip
+
+    requests_topic = catalog.for_event_type("TradeRequest").name
+    control_topic = catalog.for_event_type("ControlEvent").name
+    with running_worker(cfg, tmp_path) as (_proc, port):
+        # act: one request, the kill switch, one more request
+        producer.produce(requests_topic, key=b"BTC", value=request(1))
+        producer.flush(10)
+        wait_until(lambda: topic_counts(cfg)["RiskDecision"] == 1, 60, what="first decision")
+        producer.produce(
+            control_topic,
+            key=b"control",
+            value=serde.encode(
+                "ControlEvent",
+                {
+                    "event_id": "ctl-1",
+                    "correlation_id": "ctl-1",
+                    "causation_id": None,
+                    "command": "KILL_SWITCH_ON",
+                    "key": None,
+                    "value": None,
+                    "ts": T0 + 10,
+                    "operator": "test",
+                    "reason": "drill",
+                },
+            ),
+        )
+        producer.flush(10)
+        wait_until(
+            lambda: (
+                (http_json(port, "/risk") or {})
+                .get("breakers", {})
+                .get("kill_switch", {})
+                .get("tripped")
+            ),
+            60,
+            what="the kill switch to be applied",
+        )
+        producer.produce(requests_topic, key=b"BTC", value=request(2))
+        producer.flush(10)
+        wait_until(lambda: topic_counts(cfg)["RiskDecision"] == 2, 60, what="second decision")
+        decisions = {d["request_id"]: d for d in read_topic(cfg, "RiskDecision")}
+        health = http_json(port, "/health")
+
+    # assert
+    assert decisions["manual-1"]["decision"] == "APPROVE"
+    assert decisions["manual-2"]["decision"] == "BLOCK"
+    assert decisions["manual-2"]["reason_code"] == "kill_switch"
+    assert health["ok"] is False
+    assert health["breakers"]["kill_switch"]["tripped"] is True
