@@ -438,7 +438,7 @@ def build_pipeline(
                     key=str(decision["coin"]).encode(),
                     value=serde.encode("RiskDecision", decision),
                 )
-                metrics.observe_latency("signal_to_decision", int(record["ts"]), wall_clock())
+                metrics.observe_since("signal_to_decision", event.message.timestamp, wall_clock())
             if last is not None:
                 enter(last)
                 risk_table[RISK_KEY] = seq.to_dict()
@@ -472,7 +472,9 @@ def build_pipeline(
                     value=serde.encode("Execution", execution),
                 )
                 metrics.EXECUTIONS.labels(action=execution["action"]).inc()
-                metrics.observe_latency("tick_to_execution", int(execution["ts"]), wall_clock())
+                now = wall_clock()
+                metrics.observe_latency("tick_to_execution", int(decision["ts"]), now)
+                metrics.observe_since("decision_to_execution", event.message.timestamp, now)
             if last is not None:
                 enter(last)
                 exchange_table[EXCHANGE_KEY] = exchange.to_dict()

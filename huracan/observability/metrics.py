@@ -1,9 +1,10 @@
 """Prometheus metrics of the pipeline (served at ``/metrics`` on the worker's web port).
 
-Names are prefixed ``huracan_``. Latency histograms measure from an event's event time to the
-wall clock when the agent emitted its consequence, so they include time spent in Kafka between
-agents (and are meaningful only when the producer stamps ticks with the current time, as
-``huracan simulate`` does).
+Names are prefixed ``huracan_``. ``tick_to_*`` latencies run from the tick's event time to the
+wall clock when the agent emitted the consequence, so they include every hop through Kafka (and
+mean something only when ticks are stamped with the current time, as ``huracan simulate`` does);
+``signal_to_decision`` and ``decision_to_execution`` run from the Kafka record timestamp of the
+input (its producer's wall clock) to the emission.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ CONTROL = Counter(
 )
 LATENCY = Histogram(
     "huracan_latency_seconds",
-    "Event time to emission: tick_to_signal, signal_to_decision, tick_to_execution",
+    "tick_to_signal, tick_to_execution: from the tick's event time; signal_to_decision, "
+    "decision_to_execution: from the Kafka record timestamp of the request or decision",
     ["path"],
     buckets=_LATENCY_BUCKETS,
 )
@@ -55,7 +57,12 @@ CONSUMER_LAG = Gauge(
 
 def observe_latency(path: str, event_ts_us: int, now_s: float) -> None:
     """Record ``now - event time`` for ``path`` (negative gaps, from clock skew, are dropped)."""
-    dt = now_s - event_ts_us / 1e6
+    observe_since(path, event_ts_us / 1e6, now_s)
+
+
+def observe_since(path: str, start_s: float, now_s: float) -> None:
+    """Record ``now - start`` (seconds) for ``path``; negative gaps are dropped."""
+    dt = now_s - start_s
     if dt >= 0:
         LATENCY.labels(path=path).observe(dt)
 

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
+import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -19,13 +16,7 @@ from confluent_kafka import Consumer, TopicPartition
 from huracan.config import HuracanConfig, build_config
 from huracan.streams.serde import make_serde
 from huracan.streams.topics import TopicCatalog, ensure_topics
-from tests.waiting import wait_until
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from huracan.worker_process import running_worker as worker_process
 
 
 def pipeline_config(bootstrap: str, prefix: str, partitions: int = 4) -> HuracanConfig:
@@ -44,48 +35,13 @@ def pipeline_config(bootstrap: str, prefix: str, partitions: int = 4) -> Huracan
 
 
 @contextmanager
-def running_worker(cfg: HuracanConfig, workdir: Path, env_extra: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
-    """Start ``faust -A huracan worker`` for ``cfg``; yield (process, web port); stop it."""
-    port = free_port()
-    p = cfg.kafka.partitions
-    env = {
-        **os.environ,
-        "HURACAN_KAFKA_BOOTSTRAP": cfg.kafka.bootstrap_servers,
-        "HURACAN__kafka__topic_prefix": cfg.kafka.topic_prefix,
-        "HURACAN__faust__app_id": cfg.faust.app_id,
-        "HURACAN__faust__web_port": str(port),
-        "HURACAN__faust__batch_size": str(cfg.faust.batch_size),
-        "HURACAN__faust__datadir": str(workdir / "faust"),
-        **{f"HURACAN__kafka__partitions__{k}": str(getattr(p, k)) for k in type(p).model_fields},
-        **(env_extra or {}),
-    }
-    log = (workdir / f"worker-{port}.log").open("wb")
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("faust")), "-A", "huracan", "worker", "-l", "info"],
-        cwd=workdir,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_until(
-            lambda: proc.poll() is None and http_json(port, "/metrics", raw=True) is not None,
-            timeout=90,
-            what="the worker's web server",
-        )
-        yield proc, port
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        log.close()
+def running_worker(cfg: HuracanConfig, workdir: Path) -> Iterator[tuple[Any, int]]:
+    """A worker for ``cfg``: yields (process, web port)."""
+    with worker_process(cfg, workdir) as handle:
+        yield handle.process, handle.port
 
 
-def http_json(port: int, path: str, raw: bool = False) -> Any:
+def http_json(port: int, path: str) -> Any:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
             body = r.read()
@@ -93,7 +49,7 @@ def http_json(port: int, path: str, raw: bool = False) -> Any:
         body = exc.read()
     except OSError:
         return None
-    return body if raw else json.loads(body)
+    return json.loads(body)
 
 
 def topic_counts(cfg: HuracanConfig) -> dict[str, int]:
