@@ -178,17 +178,33 @@ def simulate(
 @app.command()
 def demo(
     config: ConfigOption = None,
-    coin: Annotated[str, typer.Option(help="Coin of the sample tick.")] = "BTC",
+    coins: Annotated[int, typer.Option(help="Coins to tick.")] = 100,
+    rate: Annotated[float, typer.Option(help="Ticks per second.")] = 2_000.0,
+    duration: Annotated[float, typer.Option(help="Seconds of ticks.")] = 15.0,
+    keep_topics: Annotated[bool, typer.Option(help="Keep the demo's topics afterwards.")] = False,
+    foundation: Annotated[
+        bool, typer.Option(help="Only the foundation check: one round trip through the catalog.")
+    ] = False,
 ) -> None:
-    """Check the services, create the topics, and send one sample tick through the catalog."""
-    from huracan.demo import run_foundation_demo
+    """The main job: a worker, synthetic ticks through the whole engine, and a summary."""
+    from huracan.demo import run_foundation_demo, run_pipeline_demo
 
     cfg = _load(config)
     try:
-        summary = run_foundation_demo(cfg, coin=coin, console=console)
+        if foundation:
+            ok = run_foundation_demo(cfg, console=console).ok
+        else:
+            ok = run_pipeline_demo(
+                cfg,
+                coins=coins,
+                rate=rate,
+                duration=duration,
+                keep_topics=keep_topics,
+                console=console,
+            ).ok
     except Exception as exc:  # noqa: BLE001 - report, don't trace
         raise _fail(str(exc)) from None
-    if not summary.ok:
+    if not ok:
         raise typer.Exit(1)
 
 

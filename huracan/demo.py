@@ -18,6 +18,8 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from rich.console import Console
@@ -153,3 +155,227 @@ def run_foundation_demo(
     out.print(table)
     ok = len(got) == len(delivered) and intact and out_of_order == 0
     return DemoSummary(ok, len(delivered), len(got), len(last_seq), out_of_order, ranges)
+
+
+# ------------------------------------------------------------------------------ pipeline demo
+
+
+@dataclass
+class PipelineDemoSummary:
+    ok: bool
+    ticks: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    decisions: dict[str, float] = field(default_factory=dict)
+    latency_ms: dict[str, tuple[float, float]] = field(default_factory=dict)
+    risk: dict[str, object] = field(default_factory=dict)
+    metrics_url: str = ""
+
+
+def _quantile(buckets: list[tuple[float, float]], q: float) -> float:
+    """``q`` quantile from cumulative (upper bound, count) histogram buckets (upper bound)."""
+    if not buckets or buckets[-1][1] == 0:
+        return float("nan")
+    target = q * buckets[-1][1]
+    for bound, count in buckets:
+        if count >= target:
+            return bound
+    return buckets[-1][0]
+
+
+def parse_metrics(text: str) -> dict[str, object]:
+    """The demo's figures from the worker's ``/metrics`` text."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    decisions: dict[str, float] = {}
+    hist: dict[str, list[tuple[float, float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "huracan_risk_decisions_total":
+                key = f"{s.labels['decision']} / {s.labels['reason']}"
+                decisions[key] = decisions.get(key, 0.0) + s.value
+            elif s.name == "huracan_latency_seconds_bucket":
+                le = float(s.labels["le"])
+                hist.setdefault(s.labels["path"], []).append((le, s.value))
+    latency = {
+        path: (_quantile(sorted(b), 0.5) * 1000, _quantile(sorted(b), 0.99) * 1000)
+        for path, b in hist.items()
+    }
+    return {"decisions": decisions, "latency_ms": latency}
+
+
+def _topic_counts(config: HuracanConfig) -> dict[str, int]:
+    consumer = Consumer({"bootstrap.servers": config.kafka.bootstrap_servers, "group.id": "demo"})
+    try:
+        out = {}
+        for spec in TopicCatalog.from_config(config):
+            out[spec.event_type] = sum(
+                consumer.get_watermark_offsets(TopicPartition(spec.name, p), timeout=10)[1]
+                for p in range(spec.partitions)
+            )
+        return out
+    finally:
+        consumer.close()
+
+
+def run_pipeline_demo(
+    config: HuracanConfig,
+    *,
+    coins: int = 100,
+    rate: float = 2_000.0,
+    duration: float = 15.0,
+    settle_timeout: float = 180.0,
+    workdir: Path | None = None,
+    keep_topics: bool = False,
+    console: Console | None = None,
+) -> PipelineDemoSummary:
+    """The main job: services, topics, a worker, synthetic ticks, and a summary of what happened.
+
+    Steps:
+
+    1. check the services (stop, naming the ones down);
+    2. create a fresh topic catalog ``demo-<time>.*`` so the figures are this run's alone;
+    3. start ``faust -A huracan worker`` for it as a child process;
+    4. publish ``rate × duration`` ticks for ``coins`` coins (progress bar);
+    5. wait until every tick has its features and every trade request its decision (bounded by
+       ``settle_timeout``), then read ``/metrics`` and ``/risk``;
+    6. stop the worker and delete the demo's topics (unless ``keep_topics``), print the summary.
+    """
+    import json
+    import shutil
+    import tempfile
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from huracan.publish import publish_ticks
+    from huracan.worker_process import running_worker
+
+    out = console or Console()
+    results = check_all(config)
+    down = [r.name for r in results if not r.ok]
+    if down:
+        out.print(f"[red]services down: {', '.join(down)} — start them with `make up`[/red]")
+        return PipelineDemoSummary(ok=False)
+    prefix = f"demo-{int(time.time())}"
+    cfg = config.model_copy(
+        update={
+            "kafka": config.kafka.model_copy(update={"topic_prefix": prefix}),
+            "faust": config.faust.model_copy(update={"app_id": prefix}),
+        }
+    )
+    ensure_topics(cfg)
+    out.print(f"  topics: {prefix}.* created")
+    own_dir = workdir is None
+    work = workdir or Path(tempfile.mkdtemp(prefix="huracan-demo-"))
+    summary = PipelineDemoSummary(ok=False)
+    try:
+        with running_worker(cfg, work) as worker:
+            summary.metrics_url = f"http://127.0.0.1:{worker.port}/metrics"
+            out.print(f"  worker up: pid {worker.process.pid}, {summary.metrics_url}")
+            total = int(rate * duration)
+            with Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=out,
+            ) as progress:
+                task = progress.add_task(f"ticks ({coins} coins @ {rate:,.0f}/s)", total=total)
+                report = publish_ticks(
+                    cfg,
+                    coins=coins,
+                    rate=rate,
+                    duration=duration,
+                    on_progress=lambda n: progress.advance(task, n),
+                )
+            summary.ticks = report.ticks
+            deadline = time.monotonic() + settle_timeout
+            stable, last = 0, None
+            with out.status("waiting for the pipeline to drain…"):
+                while time.monotonic() < deadline:
+                    counts = _topic_counts(cfg)
+                    drained = (
+                        counts["FeatureVector"] >= report.ticks
+                        and counts["RiskDecision"] == counts["TradeRequest"]
+                    )
+                    stable = stable + 1 if drained and counts == last else 0
+                    last = counts
+                    if stable >= 3:
+                        break
+                    time.sleep(1.0)
+            summary.counts = last or {}
+            parsed = parse_metrics((worker.get("/metrics") or b"").decode())
+            summary.decisions = parsed["decisions"]  # type: ignore[assignment]
+            summary.latency_ms = parsed["latency_ms"]  # type: ignore[assignment]
+            risk_body = worker.get("/risk")
+            summary.risk = json.loads(risk_body) if risk_body else {}
+            summary.ok = stable >= 3
+    finally:
+        if not keep_topics:
+            _delete_topics(cfg)
+        if own_dir:
+            shutil.rmtree(work, ignore_errors=True)
+    _print_pipeline_summary(out, summary)
+    return summary
+
+
+def _delete_topics(cfg: HuracanConfig) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": cfg.kafka.bootstrap_servers})
+    names = [
+        t for t in admin.list_topics(timeout=10).topics if t.startswith(cfg.kafka.topic_prefix)
+    ]
+    if names:
+        for future in admin.delete_topics(names, operation_timeout=30).values():
+            future.result()
+
+
+def _print_pipeline_summary(out: Console, s: PipelineDemoSummary) -> None:
+    c = s.counts
+    table = Table(title="Huracan demo")
+    table.add_column("stage")
+    table.add_column("records", justify="right")
+    for label, key in (
+        ("ticks published", None),
+        ("feature vectors", "FeatureVector"),
+        ("signals", "Signal"),
+        ("trade requests", "TradeRequest"),
+        ("risk decisions", "RiskDecision"),
+        ("executions", "Execution"),
+        ("dead letters", "DeadLetter"),
+    ):
+        table.add_row(label, f"{s.ticks if key is None else c.get(key, 0):,}")
+    out.print(table)
+    dec = Table(title="decisions by outcome / reason")
+    dec.add_column("outcome / reason")
+    dec.add_column("count", justify="right")
+    for k, v in sorted(s.decisions.items(), key=lambda kv: -kv[1]):
+        dec.add_row(k, f"{v:,.0f}")
+    out.print(dec)
+    risk: dict[str, Any] = dict(s.risk)
+    if risk.get("per_sector"):
+        exp = Table(title="exposure (% of equity)")
+        exp.add_column("scope")
+        exp.add_column("name")
+        exp.add_column("exposure %", justify="right")
+        exp.add_column("limit used %", justify="right")
+        g = risk["global"]
+        exp.add_row(
+            "global", "total", f"{g['total_exposure_pct']:.2f}", f"{g['utilization_pct']:.1f}"
+        )
+        for scope in ("per_sector", "per_exchange"):
+            for name, d in sorted(risk[scope].items()):
+                exp.add_row(
+                    scope[4:], name, f"{d['exposure_pct']:.2f}", f"{d['utilization_pct']:.1f}"
+                )
+        out.print(exp)
+    lat = Table(title="latency (ms, from histogram buckets: upper bounds)")
+    lat.add_column("path")
+    lat.add_column("p50", justify="right")
+    lat.add_column("p99", justify="right")
+    for path, (p50, p99) in sorted(s.latency_ms.items()):
+        lat.add_row(path, f"{p50:g}", f"{p99:g}")
+    out.print(lat)
+    out.print(f"metrics were served at {s.metrics_url} (the worker has stopped)")
+    if not s.ok:
+        out.print("[red]the pipeline did not drain within the settle timeout[/red]")
