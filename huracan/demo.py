@@ -169,6 +169,7 @@ class PipelineDemoSummary:
     latency_ms: dict[str, tuple[float, float]] = field(default_factory=dict)
     risk: dict[str, object] = field(default_factory=dict)
     metrics_url: str = ""
+    topic_prefix: str = ""
 
 
 def _quantile(buckets: list[tuple[float, float]], q: float) -> float:
@@ -266,7 +267,7 @@ def run_pipeline_demo(
     out.print(f"  topics: {prefix}.* created")
     own_dir = workdir is None
     work = workdir or Path(tempfile.mkdtemp(prefix="huracan-demo-"))
-    summary = PipelineDemoSummary(ok=False)
+    summary = PipelineDemoSummary(ok=False, topic_prefix=prefix)
     try:
         with running_worker(cfg, work) as worker:
             summary.metrics_url = f"http://127.0.0.1:{worker.port}/metrics"

@@ -57,3 +57,34 @@ def test_cli_when_kafka_down_then_health_exits_1_and_reports_it() -> None:
 
     assert result.returncode == 1
     assert "DOWN" in result.stdout
+
+
+def test_pipeline_demo_when_run_small_then_drains_summarises_and_cleans_up(
+    kafka_bootstrap: str, redis_url: str, postgres_dsn: str, tmp_path
+) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    from huracan.demo import run_pipeline_demo
+
+    cfg = build_config(
+        {},
+        environ={
+            "HURACAN_KAFKA_BOOTSTRAP": kafka_bootstrap,
+            "HURACAN_REDIS_URL": redis_url,
+            "HURACAN_POSTGRES_DSN": postgres_dsn,
+        },
+    )
+
+    summary = run_pipeline_demo(
+        cfg, coins=10, rate=500, duration=3, workdir=tmp_path, console=Console(quiet=True)
+    )
+
+    assert summary.ok
+    assert summary.ticks == 1_500
+    assert summary.counts["FeatureVector"] == 1_500
+    assert summary.counts["RiskDecision"] == summary.counts["TradeRequest"]
+    assert sum(summary.decisions.values()) == summary.counts["RiskDecision"]
+    assert "tick_to_signal" in summary.latency_ms
+    topics = AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(timeout=10).topics
+    assert summary.topic_prefix.startswith("demo-")
+    assert not [t for t in topics if t.startswith(summary.topic_prefix + ".")]
