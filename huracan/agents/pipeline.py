@@ -67,8 +67,8 @@ from huracan.wiring import coin_sectors, cost_settings, exit_rules, new_sequence
 
 log = logging.getLogger(__name__)
 
-RISK_KEY = b"global"
-EXCHANGE_KEY = b"paper"
+RISK_KEY = "global"
+EXCHANGE_KEY = "paper"
 
 _CO_PARTITIONED = ("market_data", "features", "signals", "cost_updates", "executions")
 
@@ -154,7 +154,8 @@ def build_pipeline(
         tbl = app.Table(
             name,
             partitions=parts,
-            schema=faust.Schema(key_type=bytes, key_serializer="raw", value_serializer="json"),
+            # str keys and JSON values on both sides: the changelog is read back at recovery
+            schema=faust.Schema(key_type=str, key_serializer="json", value_serializer="json"),
         )
         pipe.tables[name] = tbl
         return tbl
@@ -222,7 +223,7 @@ def build_pipeline(
                     continue
                 key = str(tick["coin"]).encode()
                 held = dirty.get(key)
-                state = held[1] if held else _feature_state(feature_table.get(key))
+                state = held[1] if held else _feature_state(feature_table.get(key.decode()))
                 try:
                     fv = update(
                         state, feature_params,
@@ -244,7 +245,7 @@ def build_pipeline(
                 ).inc()
             for key, (event, state) in dirty.items():
                 enter(event)
-                feature_table[key] = state.to_row()
+                feature_table[key.decode()] = state.to_row()
 
     # --------------------------------------------------------------------------- signals
     async def signals_agent(stream: StreamT[bytes]) -> None:
@@ -301,7 +302,7 @@ def build_pipeline(
                 coin = str(record["coin"])
                 key = coin.encode()
                 held = dirty.get(key)
-                book = held[1] if held else _cost_book(cost_table.get(key), cost_cfg)
+                book = held[1] if held else _cost_book(cost_table.get(key.decode()), cost_cfg)
                 try:
                     if expected == "CostUpdate":
                         _apply_cost_update(book, record)
@@ -314,7 +315,7 @@ def build_pipeline(
                 dirty[key] = (event, book)
             for key, (event, book) in dirty.items():
                 enter(event)
-                cost_table[key] = book.to_dict()
+                cost_table[key.decode()] = book.to_dict()
 
     async def _check_signal(book: CostBook, signal: Mapping[str, Any]) -> None:
         coin = str(signal["coin"])
@@ -364,7 +365,7 @@ def build_pipeline(
                     continue
                 key = str(record["coin"]).encode()
                 held = dirty.get(key)
-                monitor = held[1] if held else _monitor(position_table.get(key), rules)
+                monitor = held[1] if held else _monitor(position_table.get(key.decode()), rules)
                 if expected == "Execution":
                     monitor.on_execution(record)
                     closes = []
@@ -378,7 +379,7 @@ def build_pipeline(
                 dirty[key] = (event, monitor)
             for key, (event, monitor) in dirty.items():
                 enter(event)
-                position_table[key] = monitor.to_dict()
+                position_table[key.decode()] = monitor.to_dict()
 
     # --------------------------------------------------------------------------- sequencer
     sequencer_sources = app.topic(
