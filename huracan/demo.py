@@ -30,7 +30,7 @@ from huracan.domain.universe import universe
 from huracan.observability.health import check_all
 from huracan.simulate import MarketSimulator
 from huracan.streams.serde import make_serde
-from huracan.streams.topics import TopicCatalog, ensure_topics
+from huracan.streams.topics import TopicCatalog, ensure_topics, record_counts
 
 
 @dataclass
@@ -204,20 +204,6 @@ def parse_metrics(text: str) -> dict[str, object]:
     return {"decisions": decisions, "latency_ms": latency}
 
 
-def _topic_counts(config: HuracanConfig) -> dict[str, int]:
-    consumer = Consumer({"bootstrap.servers": config.kafka.bootstrap_servers, "group.id": "demo"})
-    try:
-        out = {}
-        for spec in TopicCatalog.from_config(config):
-            out[spec.event_type] = sum(
-                consumer.get_watermark_offsets(TopicPartition(spec.name, p), timeout=10)[1]
-                for p in range(spec.partitions)
-            )
-        return out
-    finally:
-        consumer.close()
-
-
 def run_pipeline_demo(
     config: HuracanConfig,
     *,
@@ -293,7 +279,7 @@ def run_pipeline_demo(
             stable, last = 0, None
             with out.status("waiting for the pipeline to drain…"):
                 while time.monotonic() < deadline:
-                    counts = _topic_counts(cfg)
+                    counts = record_counts(cfg)
                     drained = (
                         counts["FeatureVector"] >= report.ticks
                         and counts["RiskDecision"] == counts["TradeRequest"]

@@ -500,3 +500,25 @@ def ensure_topics(
             for r in reports
         ]
     return reports
+
+
+def record_counts(config: HuracanConfig, timeout_s: float = 10.0) -> dict[str, int]:
+    """Records ever written to each catalog topic (sum of high watermarks), by event type.
+
+    Raises :class:`confluent_kafka.KafkaException` when the broker does not answer.
+    """
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        {"bootstrap.servers": config.kafka.bootstrap_servers, "group.id": "huracan-counts"}
+    )
+    try:
+        return {
+            spec.event_type: sum(
+                consumer.get_watermark_offsets(TopicPartition(spec.name, p), timeout=timeout_s)[1]
+                for p in range(spec.partitions)
+            )
+            for spec in TopicCatalog.from_config(config)
+        }
+    finally:
+        consumer.close()

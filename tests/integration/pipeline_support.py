@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from huracan.config import HuracanConfig, build_config
 from huracan.streams.serde import make_serde
-from huracan.streams.topics import TopicCatalog, ensure_topics
+from huracan.streams.topics import TopicCatalog, ensure_topics, record_counts
 from huracan.worker_process import running_worker as worker_process
 
 
@@ -54,18 +54,7 @@ def http_json(port: int, path: str) -> Any:
 
 def topic_counts(cfg: HuracanConfig) -> dict[str, int]:
     """Records on each catalog topic (sum of high watermarks), by event type."""
-    consumer = Consumer({"bootstrap.servers": cfg.kafka.bootstrap_servers, "group.id": "counts"})
-    try:
-        out = {}
-        for spec in TopicCatalog.from_config(cfg):
-            total = 0
-            for part in range(spec.partitions):
-                _, hi = consumer.get_watermark_offsets(TopicPartition(spec.name, part), timeout=10)
-                total += hi
-            out[spec.event_type] = total
-        return out
-    finally:
-        consumer.close()
+    return record_counts(cfg)
 
 
 def read_topic(cfg: HuracanConfig, event_type: str) -> list[dict[str, Any]]:
