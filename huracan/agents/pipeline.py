@@ -126,17 +126,20 @@ def build_pipeline(
     pipe = Pipeline(app, cfg, serde)
     batch, within = cfg.faust.batch_size, cfg.faust.batch_timeout_s
 
-    def topic(event_type: str) -> Any:
-        spec = catalog.for_event_type(event_type)
-        t = app.topic(
-            spec.name,
+    def raw_topic(*names: str, **options: Any) -> Any:
+        """A Faust channel over ``names`` whose keys and values stay bytes (our serde decodes)."""
+        return app.topic(
+            *names,
             key_type=bytes,
             value_type=bytes,
             key_serializer="raw",
             value_serializer="raw",
-            partitions=spec.partitions,
-            internal=False,
+            **options,
         )
+
+    def topic(event_type: str) -> Any:
+        spec = catalog.for_event_type(event_type)
+        t = raw_topic(spec.name, partitions=spec.partitions, internal=False)
         pipe.topics[event_type] = t
         return t
 
@@ -276,14 +279,7 @@ def build_pipeline(
     # signal carries the quote of the tick it was computed on; that quote is applied first, so
     # the check prices the trade at the market the signal saw: deterministic and replayable,
     # whatever the interleaving of topics.
-    cost_sources = app.topic(
-        t_costs.get_topic_name(),
-        t_signals.get_topic_name(),
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-    )
+    cost_sources = raw_topic(t_costs.get_topic_name(), t_signals.get_topic_name())
     tick_topic, cost_topic = t_ticks.get_topic_name(), t_costs.get_topic_name()
 
     async def cost_agent(stream: StreamT[bytes]) -> None:
@@ -336,14 +332,8 @@ def build_pipeline(
         metrics.RECORDS_OUT.labels(agent="cost", topic=t_requests.get_topic_name()).inc()
 
     # --------------------------------------------------------------------------- positions
-    position_sources = app.topic(
-        t_ticks.get_topic_name(),
-        t_executions.get_topic_name(),
-        t_signals.get_topic_name(),
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
+    position_sources = raw_topic(
+        t_ticks.get_topic_name(), t_executions.get_topic_name(), t_signals.get_topic_name()
     )
     execution_topic = t_executions.get_topic_name()
 
@@ -382,14 +372,7 @@ def build_pipeline(
                 position_table[key.decode()] = monitor.to_dict()
 
     # --------------------------------------------------------------------------- sequencer
-    sequencer_sources = app.topic(
-        t_requests.get_topic_name(),
-        t_control.get_topic_name(),
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-    )
+    sequencer_sources = raw_topic(t_requests.get_topic_name(), t_control.get_topic_name())
     control_topic = t_control.get_topic_name()
     holder = pipe.state
 
