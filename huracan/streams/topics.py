@@ -340,18 +340,33 @@ def _partition_counts(admin: Any, bootstrap: str, timeout_s: float) -> dict[str,
 
 
 def _wait_visible(admin: Any, bootstrap: str, names: set[str], timeout_s: float) -> dict[str, int]:
-    """Partition counts of ``names`` once the broker's metadata lists them all (a topic created
-    by someone else a moment ago may not be visible yet). Raises :class:`TopicAdminError`."""
+    """Partition counts of ``names`` once the broker's metadata lists them all with a leader for
+    every partition. A topic just created (by us or by someone else) is not usable before that:
+    a consumer that subscribes earlier may see it as missing and never be assigned it. Raises
+    :class:`TopicAdminError` after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while True:
-        counts = _partition_counts(admin, bootstrap, timeout_s)
-        if all(counts.get(n, 0) > 0 for n in names):
-            return {n: counts[n] for n in names}
-        if time.monotonic() > deadline:
-            missing = sorted(n for n in names if counts.get(n, 0) == 0)
+        try:
+            topics = admin.list_topics(timeout=timeout_s).topics
+        except KafkaException as exc:
             raise TopicAdminError(
-                f"topics {missing} exist on {bootstrap} but do not show in its metadata "
-                f"after {timeout_s}s"
+                f"cannot list topics on {bootstrap}: {exc.args[0] if exc.args else exc}"
+            ) from None
+        ready = {
+            n: len(topics[n].partitions)
+            for n in names
+            if n in topics
+            and topics[n].error is None
+            and topics[n].partitions
+            and all(p.leader >= 0 for p in topics[n].partitions.values())
+        }
+        if len(ready) == len(names):
+            return ready
+        if time.monotonic() > deadline:
+            missing = sorted(names - set(ready))
+            raise TopicAdminError(
+                f"topics {missing} exist on {bootstrap} but have no leader for every partition "
+                f"in its metadata after {timeout_s}s"
             )
         time.sleep(0.1)
 
@@ -434,9 +449,10 @@ def ensure_topics(
         if failures:
             done = f" (created: {sorted(created)})" if created else ""
             raise TopicAdminError("cannot create topics " + "; ".join(failures) + done)
-        raced = {s.name for s in missing if s.name not in created}
-        if raced:
-            existing.update(_wait_visible(admin, kafka.bootstrap_servers, raced, timeout_s))
+        # created by us or, a moment ago, by someone else: either way, wait until usable
+        existing.update(
+            _wait_visible(admin, kafka.bootstrap_servers, {s.name for s in missing}, timeout_s)
+        )
 
     # 3. check what was already there
     present = [s.name for s in catalog if s.name not in created]
