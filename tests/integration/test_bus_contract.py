@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, ClassVar
 
@@ -43,6 +43,7 @@ from huracan.bus import (
 )
 from huracan.config import MessageBusConfig
 from tests.services import _host_port
+from tests.waiting import eventually as _eventually
 
 MD = StreamType.MARKET_DATA
 TIMEOUT = 30.0
@@ -50,19 +51,8 @@ TIMEOUT = 30.0
 
 # -- helpers --------------------------------------------------------------------------------
 
-
-async def eventually(
-    check: Callable[[], Awaitable[Any]], timeout: float = TIMEOUT, what: str = ""
-) -> Any:
-    """Poll the async ``check`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what or check!r}")
-        await asyncio.sleep(0.05)
+#: poll an (async) check until truthy; fail after TIMEOUT
+eventually = functools.partial(_eventually, timeout=TIMEOUT, interval=0.05)
 
 
 async def take(it: AsyncIterator[Message], n: int, timeout: float = TIMEOUT) -> list[Message]:

@@ -7,14 +7,13 @@ import them; the others may be closures.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import os
 import random
 import signal
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 
@@ -30,20 +29,12 @@ from huracan.runtime import (
     current_coin,
     report_processed,
 )
+from tests.waiting import eventually as _eventually
 
 COINS_400 = [f"C{i:03d}" for i in range(400)]
 
-
-async def eventually(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
-    """Poll ``predicate`` without blocking the test's event loop; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what or predicate!r}")
-        await asyncio.sleep(0.01)
+#: poll without blocking the loop; fail after 20 s
+eventually = functools.partial(_eventually, timeout=20.0, interval=0.01)
 
 
 def total_processed(manager: EventLoopManager) -> int:
