@@ -139,36 +139,20 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same ticks).")] = 7,
 ) -> None:
     """Publish synthetic random-walk ticks to the market-data topic, with a progress bar."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
     from huracan.domain.universe import MAX_UNIVERSE
-    from huracan.publish import publish_ticks
+    from huracan.publish import publish_ticks_with_progress
 
     cfg = _load(config)
     if not 1 <= coins <= MAX_UNIVERSE:
         raise _fail(f"--coins must be within 1..{MAX_UNIVERSE}", 2)
     if rate <= 0 or duration <= 0:
         raise _fail("--rate and --duration must be positive", 2)
-    total = int(rate * duration)
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
-        task = progress.add_task(f"{coins} coins @ {rate:,.0f}/s", total=total)
-        try:
-            report = publish_ticks(
-                cfg,
-                coins=coins,
-                rate=rate,
-                duration=duration,
-                seed=seed,
-                on_progress=lambda n: progress.advance(task, n),
-            )
-        except Exception as exc:  # noqa: BLE001 - report, don't trace
-            raise _fail(f"publishing failed: {exc}") from None
+    try:
+        report = publish_ticks_with_progress(
+            cfg, console, coins=coins, rate=rate, duration=duration, seed=seed
+        )
+    except Exception as exc:  # noqa: BLE001 - report, don't trace
+        raise _fail(f"publishing failed: {exc}") from None
     console.print(
         f"published {report.ticks:,} ticks for {report.coins} coins to {report.topic} "
         f"in {report.seconds:.1f}s ({report.rate:,.0f} ticks/s)"

@@ -231,9 +231,7 @@ def run_pipeline_demo(
     import shutil
     import tempfile
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    from huracan.publish import publish_ticks
+    from huracan.publish import publish_ticks_with_progress
     from huracan.worker_process import running_worker
 
     out = console or Console()
@@ -258,22 +256,9 @@ def run_pipeline_demo(
         with running_worker(cfg, work) as worker:
             summary.metrics_url = f"http://127.0.0.1:{worker.port}/metrics"
             out.print(f"  worker up: pid {worker.process.pid}, {summary.metrics_url}")
-            total = int(rate * duration)
-            with Progress(
-                "[progress.description]{task.description}",
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=out,
-            ) as progress:
-                task = progress.add_task(f"ticks ({coins} coins @ {rate:,.0f}/s)", total=total)
-                report = publish_ticks(
-                    cfg,
-                    coins=coins,
-                    rate=rate,
-                    duration=duration,
-                    on_progress=lambda n: progress.advance(task, n),
-                )
+            report = publish_ticks_with_progress(
+                cfg, out, coins=coins, rate=rate, duration=duration
+            )
             summary.ticks = report.ticks
             deadline = time.monotonic() + settle_timeout
             stable, last = 0, None

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException, Producer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from huracan.config import HuracanConfig
 from huracan.domain.universe import universe
@@ -103,3 +105,33 @@ def publish_ticks(
     if remaining or failed:
         raise KafkaException(f"{remaining + failed} of {total} ticks were not delivered to {topic}")
     return PublishReport(sent, coins, seconds, topic, failed)
+
+
+def publish_ticks_with_progress(
+    config: HuracanConfig,
+    console: Console,
+    *,
+    coins: int,
+    rate: float,
+    duration: float,
+    seed: int = 7,
+) -> PublishReport:
+    """:func:`publish_ticks` with a rich progress bar on ``console``."""
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task(
+            f"ticks ({coins} coins @ {rate:,.0f}/s)", total=int(rate * duration)
+        )
+        return publish_ticks(
+            config,
+            coins=coins,
+            rate=rate,
+            duration=duration,
+            seed=seed,
+            on_progress=lambda n: progress.advance(task, n),
+        )
