@@ -195,6 +195,32 @@ redis_up() {
 redis_down() { stop_pid "$SVC/redis/redis.pid" redis 20; }
 
 # ---------------------------------------------------------------------------------- PostgreSQL
+# PostgreSQL refuses to run as root, so as root it runs as the `postgres` user, which must be
+# able to reach its data directory. A checkout under a private folder (mktemp -d is mode 700)
+# is not reachable: then the data lives in a folder of its own under /var/tmp, named after the
+# checkout, and .services/postgres is a link to it.
+pg_root() {
+  local want="$SVC/postgres"
+  if [ "$(id -u)" -ne 0 ] || [ -L "$want" ]; then
+    [ -L "$want" ] && readlink "$want" || echo "$want"
+    return 0
+  fi
+  mkdir -p "$want"
+  chown postgres:postgres "$want"
+  if runuser -u postgres -- test -w "$want"; then
+    echo "$want"
+    return 0
+  fi
+  local alt
+  alt="/var/tmp/huracan-postgres-$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)"
+  mkdir -p "$alt"
+  chown postgres:postgres "$alt"
+  chmod 700 "$alt"
+  rmdir "$want" 2>/dev/null || true
+  ln -sfn "$alt" "$want"
+  echo "$alt"
+}
+
 as_postgres() {
   if [ "$(id -u)" -eq 0 ]; then
     runuser -u postgres -- "$@"
@@ -204,18 +230,20 @@ as_postgres() {
 }
 
 pg_up() {
-  local bin data="$SVC/postgres/data" logf="$SVC/postgres/postgres.log"
+  local bin pgdir data logf
+  mkdir -p "$SVC"
+  pgdir=$(pg_root)
+  data="$pgdir/data"
+  logf="$pgdir/postgres.log"
   bin=$(pg_bin) || die "PostgreSQL binaries not found (apt-get install postgresql)"
   if as_postgres "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
     log "postgres already running (127.0.0.1:$PG_PORT)"
     return 0
   fi
   port_open "$PG_PORT" && die "port $PG_PORT is taken by a process these scripts did not start; stop it or set HURACAN_POSTGRES_PORT"
-  mkdir -p "$SVC/postgres"
-  [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$SVC/postgres"
   if [ ! -f "$data/PG_VERSION" ]; then
     log "initialising PostgreSQL cluster in $data"
-    local pwfile="$SVC/postgres/.pw"
+    local pwfile="$pgdir/.pw"
     printf '%s\n' "$PG_PASSWORD" >"$pwfile"
     [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$pwfile"
     as_postgres "$bin/initdb" -D "$data" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
@@ -224,10 +252,10 @@ pg_up() {
   fi
   log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
   as_postgres "$bin/pg_ctl" -D "$data" -l "$logf" -w -t 60 \
-    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $SVC/postgres -c max_connections=200 -c fsync=on" \
+    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $pgdir -c max_connections=200 -c fsync=on" \
     start >/dev/null || { tail -n 30 "$logf" >&2; die "postgres did not start"; }
   # role and database, idempotently
-  as_postgres "$bin/psql" -h "$SVC/postgres" -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -q <<EOF
+  as_postgres "$bin/psql" -h "$pgdir" -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -q <<EOF
 DO \$\$BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$PG_USER') THEN
     CREATE ROLE $PG_USER LOGIN PASSWORD '$PG_PASSWORD' CREATEDB;
@@ -238,7 +266,9 @@ EOF
 }
 
 pg_down() {
-  local bin data="$SVC/postgres/data"
+  local bin data
+  [ -e "$SVC/postgres" ] || return 0
+  data="$(pg_root)/data"
   bin=$(pg_bin) || return 0
   [ -f "$data/PG_VERSION" ] || return 0
   if as_postgres "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
@@ -252,7 +282,8 @@ status() {
   local bin
   pid_alive "$SVC/kafka/kafka.pid" && echo "kafka     up    127.0.0.1:$KAFKA_PORT (pid $(cat "$SVC/kafka/kafka.pid"))" || echo "kafka     down"
   pid_alive "$SVC/redis/redis.pid" && echo "redis     up    127.0.0.1:$REDIS_PORT" || echo "redis     down"
-  if bin=$(pg_bin) && as_postgres "$bin/pg_ctl" -D "$SVC/postgres/data" status >/dev/null 2>&1; then
+  if [ -e "$SVC/postgres" ] && bin=$(pg_bin) \
+    && as_postgres "$bin/pg_ctl" -D "$(pg_root)/data" status >/dev/null 2>&1; then
     echo "postgres  up    127.0.0.1:$PG_PORT db=$PG_DB"
   else
     echo "postgres  down"
@@ -272,7 +303,11 @@ case "$cmd" in
     ;;
   down) kafka_down; redis_down; pg_down ;;
   status) status ;;
-  reset) kafka_down; redis_down; pg_down; rm -rf "$SVC" ;;
+  reset)
+    kafka_down; redis_down; pg_down
+    [ -L "$SVC/postgres" ] && rm -rf "$(readlink "$SVC/postgres")"
+    rm -rf "$SVC"
+    ;;
   restart-kafka) kafka_down; kafka_up ;;
   kill-kafka) stop_pid "$SVC/kafka/kafka.pid" kafka 10 KILL ;;
   start-kafka) kafka_up ;;
