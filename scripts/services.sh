@@ -150,12 +150,12 @@ kafka_up() {
   wait_port "$KAFKA_PORT" 90 kafka "$SVC/kafka/logs/server.log"
   # the port opens a moment before the broker has registered with its controller
   local i
-  for ((i = 0; i < 150; i++)); do
+  for ((i = 0; i < 600; i++)); do
     grep -q "Kafka Server started" "$SVC/kafka/logs/server.log" 2>/dev/null && return 0
     pid_alive "$pidf" || { tail -n 40 "$SVC/kafka/logs/server.log" >&2; die "kafka exited during start"; }
     sleep 0.2
   done
-  die "kafka did not report 'Kafka Server started' within 30 s"
+  die "kafka did not report 'Kafka Server started' within 120 s"
 }
 
 stop_pid() { # pidfile name seconds [signal]
