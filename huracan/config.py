@@ -200,6 +200,10 @@ class FaustConfig(_Section):
     #: records per stream.take() batch and how long to wait to fill it
     batch_size: int = Field(500, ge=1)
     batch_timeout_s: float = Field(0.05, gt=0)
+    #: the risk sequencer decides trade requests in event-time order once every market-data
+    #: partition's watermark has passed them; when requests wait and the slowest watermark has
+    #: not moved for this long (a silent partition, the end of the data) they are released
+    order_idle_ms: int = Field(2000, ge=1)
 
 
 class HuracanConfig(_Section):

@@ -189,9 +189,16 @@ def parse_metrics(text: str) -> dict[str, object]:
 
     decisions: dict[str, float] = {}
     hist: dict[str, list[tuple[float, float]]] = {}
+    requests = held = 0.0
     for family in text_string_to_metric_families(text):
         for s in family.samples:
-            if s.name == "huracan_risk_decisions_total":
+            if s.name == "huracan_records_out_total" and s.labels["topic"].endswith(
+                ".trade-requests"
+            ):
+                requests += s.value
+            elif s.name == "huracan_held_requests":
+                held += s.value
+            elif s.name == "huracan_risk_decisions_total":
                 key = f"{s.labels['decision']} / {s.labels['reason']}"
                 decisions[key] = decisions.get(key, 0.0) + s.value
             elif s.name == "huracan_latency_seconds_bucket":
@@ -201,7 +208,12 @@ def parse_metrics(text: str) -> dict[str, object]:
         path: (_quantile(sorted(b), 0.5) * 1000, _quantile(sorted(b), 0.99) * 1000)
         for path, b in hist.items()
     }
-    return {"decisions": decisions, "latency_ms": latency}
+    return {
+        "decisions": decisions,
+        "latency_ms": latency,
+        "requests": int(requests),
+        "held": int(held),
+    }
 
 
 def run_pipeline_demo(
@@ -223,7 +235,8 @@ def run_pipeline_demo(
     2. create a fresh topic catalog ``demo-<time>.*`` so the figures are this run's alone;
     3. start ``faust -A huracan worker`` for it as a child process;
     4. publish ``rate × duration`` ticks for ``coins`` coins (progress bar);
-    5. wait until every tick has its features and every trade request its decision (bounded by
+    5. wait until every tick has its features and every trade request its decision (no request
+       held for ordering, decisions = requests the coin agent sent, counts stable; bounded by
        ``settle_timeout``), then read ``/metrics`` and ``/risk``;
     6. stop the worker and delete the demo's topics (unless ``keep_topics``), print the summary.
     """
@@ -264,9 +277,14 @@ def run_pipeline_demo(
             stable, last = 0, None
             with out.status("waiting for the pipeline to drain…"):
                 while time.monotonic() < deadline:
+                    # trade-requests also carries watermarks and heartbeats: not counted here
                     counts = record_counts(cfg)
+                    counts.pop("TradeRequest", None)
+                    parsed = parse_metrics((worker.get("/metrics") or b"").decode())
+                    counts["TradeRequest"] = int(parsed["requests"])  # type: ignore[call-overload]
                     drained = (
                         counts["FeatureVector"] >= report.ticks
+                        and parsed["held"] == 0
                         and counts["RiskDecision"] == counts["TradeRequest"]
                     )
                     stable = stable + 1 if drained and counts == last else 0

@@ -3,28 +3,40 @@
 Topology (topics from :mod:`huracan.streams.topics`; every value is Avro through our serde, so
 Faust sees raw bytes)::
 
-    market-data ──► features ──► features ──► signals ──► signals ─┐
-         │           (feature-state table)                          │
-         │                                cost ◄─── cost-updates ◄──┤ (cost-state table)
-         │                                  │                       │
-         └──► positions ◄── executions      └──► trade-requests ◄───┘ (OPEN: passed cost check)
-              (position-state table)                 ▲   │
-                     └── exits (CLOSE requests) ─────┘   ▼
-                                   control ──► sequencer (risk-state table, one partition)
-                                                         │
-                                                         ▼
-                                                  risk-decisions ──► execution ──► executions
-                                                                  (exchange-state table)
+    market-data ─┐
+                 ├──► coin ──► features, signals (facts, for consumers and replays)
+    cost-updates ┘   (coin-state table: features, cost book, open trades per coin)
+                       │
+                       └──► trade-requests: OPEN (passed the cost check) and CLOSE (exits),
+                            then a Watermark per market-data partition after each batch
+                                   │
+                       control ──► sequencer (risk-state table, one partition): decides the
+                                   │          requests in event-time order (EventTimeOrder)
+                                   ▼
+                            risk-decisions ──► execution ──► executions
+                                              (exchange-state table)
 
-Per-coin agents run on the coin's partition of the co-partitioned topics (market-data, features,
-signals, cost-updates, executions must have the same partition count); the sequencer and the
-execution agent are single writers on one-partition topics. Every table is changelog-backed.
+**One agent per coin partition.** Features, signals, the cost check and the exit rules of a coin
+need only that coin's state, so they run in one agent on the coin's partition
+(:func:`huracan.domain.engine.process_tick`, the function the in-process engine calls): a tick is
+consumed once instead of once per stage, and a coin's exits never wait for a round trip through
+Kafka. Features and signals are still published, as facts for other consumers.
 
-Batches: each agent reads ``faust.batch_size`` events at a time (``stream.take_events``) and
-processes them in order. Before handling an event the agent makes it Faust's *current event*, so
-whatever it sends or writes to a table is attached to that event's partition and published when
-the event is acknowledged. A table row that changes several times in a batch is written once,
-in the context of the last event that changed it.
+**Live equals backtest.** The sequencer holds requests until every market-data partition's
+watermark has passed them and decides them in ``(ts, coin, CLOSE before OPEN, request_id)``
+order, so its decisions do not depend on how partitions interleave; the coin's monitor tracks
+the trades its own OPEN requests ask for (``PositionMonitor.on_request``), so exits do not
+depend on when executions come back. A backtest over the same ticks makes the same decisions
+and executions, byte for byte (tests/integration/test_parity.py).
+
+**At least once, nothing lost.** Each agent reads ``faust.batch_size`` events at a time with
+:func:`~huracan.agents.batching.take_batches` (acknowledged only once the batch is finished), and
+finishes a batch in this order: (1) process every event, sending its outputs; (2) wait until
+the broker has every output; (3) write each changed table row once; then the events are
+acknowledged and Faust commits their offsets after flushing the changelog. A crash before (2)
+replays the batch from the old state and sends the same records again (ids are derived; the
+sequencer and the exchange de-duplicate); a crash after (3) replays ticks the state has seen,
+which are skipped, and their outputs are already on the broker.
 
 Bad input: a record that does not decode, or that the core rejects, goes to the dead-letter
 topic with its original bytes, topic, partition, offset and reason, is counted by reason, and
@@ -33,10 +45,11 @@ the agent goes on.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,18 +57,14 @@ import faust
 from faust.streams import _current_event
 from faust.types import EventT, StreamT
 
+from huracan.agents.batching import take_batches
 from huracan.config import ConfigError, HuracanConfig
 from huracan.domain.costs import CostBook, CostSettings
-from huracan.domain.engine import open_request_from_signal
-from huracan.domain.errors import DomainError, InvalidCostRequestError
-from huracan.domain.execution import (
-    ExecutionError,
-    ExitRules,
-    PaperExchange,
-    PositionMonitor,
-)
-from huracan.domain.features import FeatureError, FeatureParams, FeatureState, update
-from huracan.domain.features import FeatureVector as DomainFeatures
+from huracan.domain.engine import apply_cost_update, process_tick
+from huracan.domain.errors import DomainError
+from huracan.domain.execution import ExecutionError, ExitRules, PaperExchange, PositionMonitor
+from huracan.domain.features import FeatureError, FeatureParams, FeatureState
+from huracan.domain.ordering import EventTimeOrder, OrderingError
 from huracan.domain.sequencer import RiskSequencer
 from huracan.domain.signals import BaselineMomentumModel, SignalModel
 from huracan.observability import metrics
@@ -70,6 +79,8 @@ log = logging.getLogger(__name__)
 RISK_KEY = "global"
 EXCHANGE_KEY = "paper"
 
+_CONTROL = ("ControlEvent",)
+_REQUESTS = ("TradeRequest", "Watermark")
 _CO_PARTITIONED = ("market_data", "features", "signals", "cost_updates", "executions")
 
 
@@ -99,13 +110,54 @@ class Pipeline:
     topics: dict[str, Any] = field(default_factory=dict)
     tables: dict[str, Any] = field(default_factory=dict)
     agents: dict[str, Any] = field(default_factory=dict)
-    #: live state owned by single-writer agents (``"sequencer"``), read by the web views
+    #: live state owned by single-writer agents (``"sequencer"``, ``"order"``), read by views
     state: dict[str, Any] = field(default_factory=dict)
 
     def risk_summary(self) -> dict[str, Any] | None:
         """The sequencer's exposure summary, when this worker runs the sequencer."""
         seq = self.state.get("sequencer")
         return seq.controller.get_exposure_summary() if seq is not None else None
+
+
+@dataclass
+class CoinState:
+    """One coin's row of the ``coin-state`` table."""
+
+    features: FeatureState
+    costs: CostBook
+    monitor: PositionMonitor
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "features": self.features.to_row(),
+            "costs": self.costs.to_dict(),
+            "positions": self.monitor.to_dict(),
+        }
+
+    @classmethod
+    def load(cls, row: Any, settings: CostSettings, rules: ExitRules) -> CoinState:
+        if not row:
+            return cls(FeatureState(), CostBook(settings), PositionMonitor(rules))
+        return cls(
+            FeatureState.from_row(row["features"]) if row["features"] else FeatureState(),
+            CostBook.from_dict(row["costs"]),
+            PositionMonitor.from_dict(row["positions"], rules),
+        )
+
+
+class _Outbox:
+    """The sends of one batch, awaited together before the batch's state is written."""
+
+    def __init__(self) -> None:
+        self.pending: list[Awaitable[Any]] = []
+
+    async def send(self, topic: Any, key: bytes | None, value: bytes) -> None:
+        self.pending.append(await topic.send(key=key, value=value))
+
+    async def delivered(self) -> None:
+        if self.pending:
+            await asyncio.gather(*self.pending)
+            self.pending.clear()
 
 
 def build_pipeline(
@@ -117,14 +169,16 @@ def build_pipeline(
 ) -> Pipeline:
     """Declare the topics, tables and agents of the engine on ``app``.
 
-    ``models`` maps a coin to its active model (``None``: the baseline). ``wall_clock`` is only
-    used for latency metrics and dead-letter timestamps, never for a decision.
+    ``models`` maps a coin to its active model (``None``: the baseline). ``wall_clock`` is used
+    for latency metrics, dead-letter timestamps and the sequencer's idle release, never for a
+    decision's content.
     """
     partitions = _check_partitions(cfg)
     serde = make_serde(cfg)
     catalog = TopicCatalog.from_config(cfg)
     pipe = Pipeline(app, cfg, serde)
     batch, within = cfg.faust.batch_size, cfg.faust.batch_timeout_s
+    idle_us = cfg.faust.order_idle_ms * 1000
 
     def raw_topic(*names: str, **options: Any) -> Any:
         """A Faust channel over ``names`` whose keys and values stay bytes (our serde decodes)."""
@@ -152,6 +206,8 @@ def build_pipeline(
     t_executions = topic("Execution")
     t_control = topic("ControlEvent")
     t_dead = topic("DeadLetter")
+    tick_topic, cost_topic = t_ticks.get_topic_name(), t_costs.get_topic_name()
+    control_topic = t_control.get_topic_name()
 
     def table(name: str, parts: int) -> Any:
         tbl = app.Table(
@@ -163,9 +219,7 @@ def build_pipeline(
         pipe.tables[name] = tbl
         return tbl
 
-    feature_table = table("feature-state", partitions)
-    cost_table = table("cost-state", partitions)
-    position_table = table("position-state", partitions)
+    coin_table = table("coin-state", partitions)
     risk_table = table("risk-state", 1)
     exchange_table = table("exchange-state", 1)
 
@@ -177,9 +231,12 @@ def build_pipeline(
 
     # --------------------------------------------------------------------------- helpers
     def enter(event: EventT[Any]) -> None:
+        """Make ``event`` Faust's current event: table writes go to its partition."""
         _current_event.set(weakref.ref(event))
 
-    async def dead_letter(event: EventT[Any], agent: str, error: BaseException) -> None:
+    async def dead_letter(
+        out: _Outbox, event: EventT[Any], agent: str, error: BaseException
+    ) -> None:
         msg = event.message
         record = build_dead_letter(
             value=msg.value,
@@ -194,239 +251,198 @@ def build_pipeline(
         reason = str(record["reason"])
         metrics.DEAD_LETTERS.labels(agent=agent, reason=reason).inc()
         log.warning("dead-lettered %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, reason)
-        await t_dead.send(key=msg.key, value=serde.encode("DeadLetter", record))
-
-    def decode_batch(
-        events: Sequence[EventT[Any]], expected: str
-    ) -> list[tuple[EventT[Any], dict[str, Any] | SerdeError]]:
-        out: list[tuple[EventT[Any], dict[str, Any] | SerdeError]] = []
-        for e in events:
-            try:
-                out.append((e, serde.decode(e.message.value, expected=expected)))
-            except SerdeError as exc:
-                out.append((e, exc))
-        return out
+        await out.send(t_dead, msg.key, serde.encode("DeadLetter", record))
 
     async def batches(stream: StreamT[bytes]) -> AsyncIterator[Sequence[EventT[Any]]]:
-        async for events in stream.take_events(batch, within):  # type: ignore[attr-defined]
+        async for events in take_batches(stream, batch, within):
             yield events
 
-    def observe_in(agent: str, topic_name: str, n: int) -> None:
+    def observe_in(agent: str, topic_name: str, n: int = 1) -> None:
         metrics.RECORDS_IN.labels(agent=agent, topic=topic_name).inc(n)
 
-    # --------------------------------------------------------------------------- features
-    async def features_agent(stream: StreamT[bytes]) -> None:
-        async for events in batches(stream):
-            observe_in("features", t_ticks.get_topic_name(), len(events))
-            dirty: dict[bytes, tuple[EventT[Any], FeatureState]] = {}
-            for event, tick in decode_batch(events, "MarketTick"):
-                enter(event)
-                if isinstance(tick, SerdeError):
-                    await dead_letter(event, "features", tick)
-                    continue
-                key = str(tick["coin"]).encode()
-                held = dirty.get(key)
-                state = held[1] if held else _feature_state(feature_table.get(key.decode()))
-                try:
-                    fv = update(
-                        state, feature_params,
-                        coin=tick["coin"], exchange=tick["exchange"], ts=tick["ts"],
-                        seq=tick["seq"], bid=tick["bid"], ask=tick["ask"], last=tick["last"],
-                        volume=tick["volume"], event_id=tick["event_id"],
-                        correlation_id=tick["correlation_id"],
-                    )  # fmt: skip
-                except FeatureError as exc:
-                    await dead_letter(event, "features", exc)
-                    continue
-                dirty[key] = (event, state)
-                if fv is None:
-                    metrics.DUPLICATES.labels(agent="features").inc()
-                    continue
-                await t_features.send(key=key, value=serde.encode("FeatureVector", fv.to_record()))
-                metrics.RECORDS_OUT.labels(
-                    agent="features", topic=t_features.get_topic_name()
-                ).inc()
-            for key, (event, state) in dirty.items():
-                enter(event)
-                feature_table[key.decode()] = state.to_row()
+    def observe_out(agent: str, t: Any, n: int = 1) -> None:
+        metrics.RECORDS_OUT.labels(agent=agent, topic=t.get_topic_name()).inc(n)
 
-    # --------------------------------------------------------------------------- signals
-    async def signals_agent(stream: StreamT[bytes]) -> None:
+    # --------------------------------------------------------------------------- coin
+    async def coin_agent(stream: StreamT[bytes]) -> None:
         async for events in batches(stream):
-            observe_in("signals", t_features.get_topic_name(), len(events))
-            for event, record in decode_batch(events, "FeatureVector"):
-                enter(event)
-                if isinstance(record, SerdeError):
-                    await dead_letter(event, "signals", record)
-                    continue
-                fv = DomainFeatures.from_record(record)
-                model = (models(fv.coin) if models else None) or baseline
-                try:
-                    signal = model.evaluate(fv)
-                except Exception as exc:  # noqa: BLE001 - a broken model must not stop the agent
-                    await dead_letter(event, "signals", exc)
-                    continue
-                if signal is None:
-                    continue
-                await t_signals.send(
-                    key=fv.coin.encode(), value=serde.encode("Signal", signal.to_record())
-                )
-                metrics.RECORDS_OUT.labels(agent="signals", topic=t_signals.get_topic_name()).inc()
-                metrics.observe_latency("tick_to_signal", fv.ts, wall_clock())
-
-    # --------------------------------------------------------------------------- cost
-    # cost updates (fees, funding, explicit spreads) and signals keep the coin's CostBook. A
-    # signal carries the quote of the tick it was computed on; that quote is applied first, so
-    # the check prices the trade at the market the signal saw: deterministic and replayable,
-    # whatever the interleaving of topics.
-    cost_sources = raw_topic(t_costs.get_topic_name(), t_signals.get_topic_name())
-    tick_topic, cost_topic = t_ticks.get_topic_name(), t_costs.get_topic_name()
-
-    async def cost_agent(stream: StreamT[bytes]) -> None:
-        async for events in batches(stream):
-            dirty: dict[bytes, tuple[EventT[Any], CostBook]] = {}
+            out = _Outbox()
+            dirty: dict[str, tuple[EventT[Any], CoinState]] = {}
+            marks: dict[int, tuple[int, str]] = {}
             for event in events:
-                enter(event)
                 src = event.message.topic
-                observe_in("cost", src, 1)
-                expected = "CostUpdate" if src == cost_topic else "Signal"
+                observe_in("coin", src)
+                is_tick = src == tick_topic
                 try:
-                    record = serde.decode(event.message.value, expected=expected)
+                    record = serde.decode(
+                        event.message.value, expected="MarketTick" if is_tick else "CostUpdate"
+                    )
                 except SerdeError as exc:
-                    await dead_letter(event, "cost", exc)
+                    await dead_letter(out, event, "coin", exc)
                     continue
                 coin = str(record["coin"])
+                held = dirty.get(coin)
+                state = held[1] if held else CoinState.load(coin_table.get(coin), cost_cfg, rules)
+                if not is_tick:
+                    try:
+                        apply_cost_update(state.costs, record)
+                    except DomainError as exc:
+                        await dead_letter(out, event, "coin", exc)
+                        continue
+                    dirty[coin] = (event, state)
+                    continue
+                model = (models(coin) if models else None) or baseline
+                try:
+                    result = process_tick(
+                        record, state=state.features, costs=state.costs, monitor=state.monitor,
+                        model=model, sector=sectors.get(coin), params=feature_params,
+                    )  # fmt: skip
+                except (FeatureError, DomainError) as exc:
+                    await dead_letter(out, event, "coin", exc)
+                    continue
+                except Exception as exc:  # noqa: BLE001 - a broken model must not stop the agent
+                    await dead_letter(out, event, "coin", exc)
+                    continue
+                dirty[coin] = (event, state)
+                part = event.message.partition
+                mark = marks.get(part)
+                if mark is None or record["ts"] >= mark[0]:
+                    marks[part] = (int(record["ts"]), str(record["event_id"]))
+                if result is None:
+                    metrics.DUPLICATES.labels(agent="coin").inc()
+                    continue
                 key = coin.encode()
-                held = dirty.get(key)
-                book = held[1] if held else _cost_book(cost_table.get(key.decode()), cost_cfg)
-                try:
-                    if expected == "CostUpdate":
-                        _apply_cost_update(book, record)
-                    else:
-                        book.update_spread(coin, record["bid"], record["ask"], record["ts"] / 1e6)
-                        await _check_signal(book, record)
-                except DomainError as exc:
-                    await dead_letter(event, "cost", exc)
-                    continue
-                dirty[key] = (event, book)
-            for key, (event, book) in dirty.items():
+                await out.send(
+                    t_features, key, serde.encode("FeatureVector", result.features.to_record())
+                )
+                observe_out("coin", t_features)
+                if result.signal is not None:
+                    signal = result.signal.to_record()
+                    await out.send(t_signals, key, serde.encode("Signal", signal))
+                    observe_out("coin", t_signals)
+                    metrics.observe_latency("tick_to_signal", result.signal.ts, wall_clock())
+                if result.cost_rejection is not None:
+                    metrics.COST_REJECTIONS.labels(reason=result.cost_rejection).inc()
+                for request in result.requests:
+                    await out.send(t_requests, key, serde.encode("TradeRequest", request))
+                    observe_out("coin", t_requests)
+                    if request["intent"] == "CLOSE":
+                        metrics.EXITS.labels(reason=str(request["exit_reason"])).inc()
+            # after the batch's requests, on the same partition: the watermarks
+            for part, (ts, last_id) in marks.items():
+                mark_record = {
+                    "event_id": f"wm:{tick_topic}:{part}:{ts}",
+                    "correlation_id": f"wm:{tick_topic}:{part}:{ts}",
+                    "causation_id": last_id,
+                    "source_topic": tick_topic,
+                    "partition": part,
+                    "ts": ts,
+                }
+                encoded = serde.encode("Watermark", mark_record)
+                await out.send(t_requests, str(part).encode(), encoded)
+            await out.delivered()
+            for coin, (event, state) in dirty.items():
                 enter(event)
-                cost_table[key.decode()] = book.to_dict()
-
-    async def _check_signal(book: CostBook, signal: Mapping[str, Any]) -> None:
-        coin = str(signal["coin"])
-        check = book.check_trade_cost(
-            coin,
-            signal["edge_bps"],
-            signal["ts"] / 1e6,
-            use_maker=False,
-            direction="long" if signal["direction"] == "LONG" else "short",
-        )
-        if not check.ok:
-            metrics.COST_REJECTIONS.labels(reason=str(check.reason_code)).inc()
-            return
-        request = open_request_from_signal(
-            signal, check, sector=sectors.get(coin), bid=signal["bid"], ask=signal["ask"]
-        )
-        await t_requests.send(key=coin.encode(), value=serde.encode("TradeRequest", request))
-        metrics.RECORDS_OUT.labels(agent="cost", topic=t_requests.get_topic_name()).inc()
-
-    # --------------------------------------------------------------------------- positions
-    position_sources = raw_topic(
-        t_ticks.get_topic_name(), t_executions.get_topic_name(), t_signals.get_topic_name()
-    )
-    execution_topic = t_executions.get_topic_name()
-
-    async def positions_agent(stream: StreamT[bytes]) -> None:
-        async for events in batches(stream):
-            dirty: dict[bytes, tuple[EventT[Any], PositionMonitor]] = {}
-            for event in events:
-                enter(event)
-                src = event.message.topic
-                observe_in("positions", src, 1)
-                expected = (
-                    "MarketTick" if src == tick_topic else "Execution" if src == execution_topic
-                    else "Signal"
-                )  # fmt: skip
-                try:
-                    record = serde.decode(event.message.value, expected=expected)
-                except SerdeError as exc:
-                    await dead_letter(event, "positions", exc)
-                    continue
-                key = str(record["coin"]).encode()
-                held = dirty.get(key)
-                monitor = held[1] if held else _monitor(position_table.get(key.decode()), rules)
-                if expected == "Execution":
-                    monitor.on_execution(record)
-                    closes = []
-                elif expected == "MarketTick":
-                    closes = monitor.on_tick(record)
-                else:
-                    closes = monitor.on_signal(record, record["bid"], record["ask"])
-                for close in closes:
-                    await t_requests.send(key=key, value=serde.encode("TradeRequest", close))
-                    metrics.EXITS.labels(reason=str(close["exit_reason"])).inc()
-                dirty[key] = (event, monitor)
-            for key, (event, monitor) in dirty.items():
-                enter(event)
-                position_table[key.decode()] = monitor.to_dict()
+                coin_table[coin] = state.to_dict()
 
     # --------------------------------------------------------------------------- sequencer
-    sequencer_sources = raw_topic(t_requests.get_topic_name(), t_control.get_topic_name())
-    control_topic = t_control.get_topic_name()
+    sequencer_sources = raw_topic(t_requests.get_topic_name(), control_topic)
     holder = pipe.state
 
-    def sequencer() -> RiskSequencer:
+    def sequencer_state() -> tuple[RiskSequencer, EventTimeOrder]:
         seq = holder.get("sequencer")
         if seq is None:
             stored = risk_table.get(RISK_KEY)
-            seq = RiskSequencer.from_dict(stored) if stored is not None else new_sequencer(cfg)
-            holder["sequencer"] = seq
-        return seq
+            if stored is not None:
+                seq = RiskSequencer.from_dict(stored["sequencer"])
+                order = EventTimeOrder.from_dict(stored["order"])
+            else:
+                seq = new_sequencer(cfg)
+                order = EventTimeOrder(partitions=partitions, idle_us=idle_us)
+            holder["sequencer"], holder["order"] = seq, order
+        return holder["sequencer"], holder["order"]
+
+    async def decide(out: _Outbox, seq: RiskSequencer, request: dict[str, Any]) -> None:
+        decision = seq.decide(request)
+        if decision is None:
+            metrics.DUPLICATES.labels(agent="sequencer").inc()
+            return
+        outcome, reason = decision["decision"], decision["reason_code"]
+        metrics.DECISIONS.labels(decision=outcome, reason=reason).inc()
+        await out.send(
+            t_decisions, str(decision["coin"]).encode(), serde.encode("RiskDecision", decision)
+        )
+        metrics.observe_latency("signal_to_decision", int(request["signal_ts"]), wall_clock())
 
     async def sequencer_agent(stream: StreamT[bytes]) -> None:
         async for events in batches(stream):
-            seq = sequencer()
-            last: EventT[Any] | None = None
+            seq, order = sequencer_state()
+            out = _Outbox()
+            now_us = int(wall_clock() * 1e6)
             for event in events:
-                enter(event)
-                last = event
                 src = event.message.topic
-                observe_in("sequencer", src, 1)
-                is_control = src == control_topic
+                observe_in("sequencer", src)
                 try:
-                    record = serde.decode(
-                        event.message.value,
-                        expected="ControlEvent" if is_control else "TradeRequest",
-                    )
+                    decoded = serde.decode_event(event.message.value)
                 except SerdeError as exc:
-                    await dead_letter(event, "sequencer", exc)
+                    await dead_letter(out, event, "sequencer", exc)
                     continue
-                if is_control:
-                    outcome = seq.apply_control(record)
-                    metrics.CONTROL.labels(
-                        command=outcome.command, outcome=outcome.reason_code
-                    ).inc()
-                    log.info(
-                        "control %s: %s (%s)", outcome.command, outcome.reason_code, outcome.detail
-                    )
+                kind, record = decoded.event_type, decoded.record
+                expected = _CONTROL if src == control_topic else _REQUESTS
+                if kind not in expected:
+                    await dead_letter(
+                        out, event, "sequencer",
+                        SerdeError("unexpected_event_type", f"{kind} on {src}", event_type=kind),
+                    )  # fmt: skip
                     continue
-                decision = seq.decide(record)
-                if decision is None:
-                    metrics.DUPLICATES.labels(agent="sequencer").inc()
+                try:
+                    if kind == "ControlEvent":
+                        outcome = seq.apply_control(record)
+                        metrics.CONTROL.labels(
+                            command=outcome.command, outcome=outcome.reason_code
+                        ).inc()
+                        log.info(
+                            "control %s: %s (%s)",
+                            outcome.command, outcome.reason_code, outcome.detail,
+                        )  # fmt: skip
+                    elif kind == "Watermark":
+                        if record["partition"] >= 0:
+                            order.advance(int(record["partition"]), int(record["ts"]), now_us)
+                    else:
+                        for late in order.add(record):
+                            metrics.LATE_REQUESTS.inc()
+                            await decide(out, seq, late)
+                except OrderingError as exc:
+                    await dead_letter(out, event, "sequencer", exc)
                     continue
-                metrics.DECISIONS.labels(
-                    decision=decision["decision"], reason=decision["reason_code"]
-                ).inc()
-                await t_decisions.send(
-                    key=str(decision["coin"]).encode(),
-                    value=serde.encode("RiskDecision", decision),
-                )
-                metrics.observe_since("signal_to_decision", event.message.timestamp, wall_clock())
-            if last is not None:
-                enter(last)
-                risk_table[RISK_KEY] = seq.to_dict()
-                metrics.update_exposure(seq.controller.get_exposure_summary())
+            idle_before = order.stats.idle_releases
+            for request in order.release(now_us):
+                await decide(out, seq, request)
+            if order.stats.idle_releases > idle_before:
+                metrics.IDLE_RELEASES.inc()
+            metrics.HELD_REQUESTS.set(order.held)
+            await out.delivered()
+            enter(events[-1])
+            risk_table[RISK_KEY] = {"sequencer": seq.to_dict(), "order": order.to_dict()}
+            metrics.update_exposure(seq.controller.get_exposure_summary())
+
+    # a heartbeat on trade-requests wakes the sequencer when no partition sends anything, so
+    # held requests are released after faust.order_idle_ms (see EventTimeOrder)
+    heartbeat_s = max(cfg.faust.order_idle_ms / 4000, 0.05)
+
+    async def heartbeat() -> None:
+        now_us = int(wall_clock() * 1e6)
+        record = {
+            "event_id": f"wm:heartbeat:{now_us}",
+            "correlation_id": f"wm:heartbeat:{now_us}",
+            "causation_id": None,
+            "source_topic": tick_topic,
+            "partition": -1,
+            "ts": now_us,
+        }
+        await t_requests.send(key=b"-1", value=serde.encode("Watermark", record))
+
+    app.timer(heartbeat_s, name="huracan.heartbeat")(heartbeat)
 
     # --------------------------------------------------------------------------- execution
     async def execution_agent(stream: StreamT[bytes]) -> None:
@@ -435,64 +451,39 @@ def build_pipeline(
             if exchange is None:
                 stored = exchange_table.get(EXCHANGE_KEY)
                 exchange = PaperExchange.from_dict(stored) if stored else PaperExchange()
-            last: EventT[Any] | None = None
-            for event, decision in decode_batch(events, "RiskDecision"):
-                enter(event)
-                last = event
-                observe_in("execution", event.message.topic, 1)
-                if isinstance(decision, SerdeError):
-                    await dead_letter(event, "execution", decision)
+            out = _Outbox()
+            for event in events:
+                observe_in("execution", event.message.topic)
+                try:
+                    decision = serde.decode(event.message.value, expected="RiskDecision")
+                except SerdeError as exc:
+                    await dead_letter(out, event, "execution", exc)
                     continue
                 try:
                     execution = exchange.fill(decision)
                 except ExecutionError as exc:
                     metrics.EXECUTION_ERRORS.inc()
-                    await dead_letter(event, "execution", exc)
+                    await dead_letter(out, event, "execution", exc)
                     continue
                 if execution is None:
                     continue
-                await t_executions.send(
-                    key=str(execution["coin"]).encode(),
-                    value=serde.encode("Execution", execution),
+                await out.send(
+                    t_executions,
+                    str(execution["coin"]).encode(),
+                    serde.encode("Execution", execution),
                 )
                 metrics.EXECUTIONS.labels(action=execution["action"]).inc()
                 now = wall_clock()
                 metrics.observe_latency("tick_to_execution", int(decision["ts"]), now)
                 metrics.observe_since("decision_to_execution", event.message.timestamp, now)
-            if last is not None:
-                enter(last)
-                exchange_table[EXCHANGE_KEY] = exchange.to_dict()
+            await out.delivered()
+            enter(events[-1])
+            exchange_table[EXCHANGE_KEY] = exchange.to_dict()
 
+    coin_sources = raw_topic(tick_topic, cost_topic)
     pipe.agents = {
-        "features": app.agent(t_ticks, name="huracan.features")(features_agent),
-        "signals": app.agent(t_features, name="huracan.signals")(signals_agent),
-        "cost": app.agent(cost_sources, name="huracan.cost")(cost_agent),
-        "positions": app.agent(position_sources, name="huracan.positions")(positions_agent),
+        "coin": app.agent(coin_sources, name="huracan.coin")(coin_agent),
         "sequencer": app.agent(sequencer_sources, name="huracan.sequencer")(sequencer_agent),
         "execution": app.agent(t_decisions, name="huracan.execution")(execution_agent),
     }
     return pipe
-
-
-def _feature_state(row: Any) -> FeatureState:
-    return FeatureState.from_row(row) if row else FeatureState()
-
-
-def _cost_book(stored: Any, settings: CostSettings) -> CostBook:
-    return CostBook.from_dict(stored) if stored else CostBook(settings)
-
-
-def _monitor(stored: Any, rules: ExitRules) -> PositionMonitor:
-    return PositionMonitor.from_dict(stored, rules) if stored else PositionMonitor(rules)
-
-
-def _apply_cost_update(book: CostBook, record: Mapping[str, Any]) -> None:
-    coin, kind = str(record["coin"]), record["kind"]
-    if kind == "SPREAD":
-        book.update_spread(coin, record["bid"], record["ask"], record["ts"] / 1e6)
-    elif kind == "FEES":
-        book.update_fees(coin, record["maker_bps"], record["taker_bps"])
-    elif kind == "FUNDING":
-        book.update_funding_rate(coin, record["funding_rate_bps"])
-    else:
-        raise InvalidCostRequestError(f"unknown cost update kind {kind!r}")

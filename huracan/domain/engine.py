@@ -1,22 +1,32 @@
 """The whole decision path in one process: the fast path for replay, backtests and benchmarks.
 
-The Kafka pipeline runs these same steps in separate agents connected by topics; this class runs
-them back to back for one ordered stream of events, calling the same functions:
+The Kafka pipeline runs these same steps, split where the data is: :func:`process_tick` is what
+the coin agent does on each coin's partition, and :class:`EventTimeOrder` plus the sequencer and
+the paper exchange are what the single-writer sequencer and execution agents do. This class runs
+them back to back for one stream of ticks in ``(ts, coin, seq)`` order:
 
-1. a tick refreshes the coin's quote in the :class:`CostBook` and its rolling features
-   (:func:`huracan.domain.features.update`); a duplicate tick (``seq`` not increasing) stops here;
-2. the coin's open trades are checked against the exit rules; each exit becomes a CLOSE request;
-3. the coin's model (:class:`SignalModel`, the baseline unless ``models`` says otherwise) turns
-   the features into a signal or nothing; a signal against an open trade closes it (reversal);
-4. a signal passes the cost check (taker, funding included, by direction) or is dropped with the
-   check's reason code counted in :attr:`EngineStats.cost_rejections`;
-5. a passing signal becomes an OPEN request (:func:`open_request_from_signal`);
-6. every request goes, in the order made, through the :class:`RiskSequencer` and every approved
-   decision through the :class:`PaperExchange`; every execution is folded into the
-   :class:`PositionMonitor`. A fill that fails counts towards the error breaker and releases
-   the exposure the sequencer registered for it.
+1. :func:`process_tick`, per tick of a coin, with that coin's state:
+   a. the tick refreshes the coin's quote in the :class:`CostBook` and its rolling features
+      (:func:`huracan.domain.features.update`); a duplicate tick (``seq`` not increasing) stops
+      here and makes nothing;
+   b. the coin's open trades are checked against the exit rules; each exit becomes a CLOSE
+      request;
+   c. the coin's model (:class:`SignalModel`; the baseline unless ``models`` names another) turns
+      the features into a signal or nothing; a signal against an open trade closes it
+      (reversal);
+   d. a signal passes the cost check (taker, funding included, by direction) or is dropped with
+      the check's reason code;
+   e. a passing signal becomes an OPEN request (:func:`open_request_from_signal`), which the
+      coin's :class:`PositionMonitor` tracks from then on (:meth:`PositionMonitor.on_request`);
+2. every request is held by an :class:`EventTimeOrder` and released in event-time order
+   ``(ts, coin, CLOSE before OPEN, request_id)`` once no earlier request can still come: before
+   each tick, everything with a smaller ``ts``; at :meth:`TradingEngine.finish`, the rest;
+3. each released request goes through the :class:`RiskSequencer`, each approved decision through
+   the :class:`PaperExchange`. A fill that fails is counted and dropped, exactly as the
+   execution agent does.
 
-Everything is deterministic: the same events in the same order give byte-identical outputs.
+Everything is deterministic: the same ticks in the same order give byte-identical outputs, and
+the same outputs as the Kafka pipeline (see DESIGN.md, "Live equals backtest").
 """
 
 from __future__ import annotations
@@ -27,8 +37,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from huracan.domain.costs import CostBook, CostCheck
+from huracan.domain.errors import InvalidCostRequestError
 from huracan.domain.execution import ExecutionError, PaperExchange, PositionMonitor
 from huracan.domain.features import FeatureParams, FeatureState, FeatureVector, update
+from huracan.domain.ordering import EventTimeOrder
 from huracan.domain.sequencer import RiskSequencer
 from huracan.domain.signals import BaselineMomentumModel, Signal, SignalModel
 
@@ -75,6 +87,80 @@ def _signal_dict(signal: Signal) -> dict[str, Any]:
 
 
 @dataclass
+class TickOutcome:
+    """What one (non-duplicate) tick made on its coin: features, maybe a signal, requests."""
+
+    features: FeatureVector
+    signal: Signal | None = None
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    #: the cost check's reason code when a signal failed it
+    cost_rejection: str | None = None
+
+
+def process_tick(
+    tick: Mapping[str, Any],
+    *,
+    state: FeatureState,
+    costs: CostBook,
+    monitor: PositionMonitor,
+    model: SignalModel,
+    sector: str | None,
+    params: FeatureParams,
+) -> TickOutcome | None:
+    """Steps 1a–1e of the module docstring for one tick; ``None`` for a duplicate tick.
+
+    Mutates the coin's ``state``, ``costs`` and ``monitor``. Raises
+    :class:`~huracan.domain.features.FeatureError` (nothing changed) for an invalid tick.
+    """
+    coin = str(tick["coin"])
+    ts = int(tick["ts"])
+    bid, ask = float(tick["bid"]), float(tick["ask"])
+    fv = update(
+        state, params,
+        coin=coin, exchange=str(tick["exchange"]), ts=ts, seq=int(tick["seq"]),
+        bid=bid, ask=ask, last=float(tick["last"]), volume=float(tick["volume"]),
+        event_id=str(tick["event_id"]), correlation_id=str(tick["correlation_id"]),
+    )  # fmt: skip
+    if fv is None:
+        return None
+    costs.update_spread(coin, bid, ask, ts / 1e6)
+    out = TickOutcome(fv)
+    out.requests = monitor.on_tick(tick)
+    signal = model.evaluate(fv)
+    if signal is None:
+        return out
+    out.signal = signal
+    out.requests += monitor.on_signal(_signal_dict(signal), bid, ask)
+    check = costs.check_trade_cost(
+        coin,
+        signal.edge_bps,
+        ts / 1e6,
+        use_maker=False,
+        direction="long" if signal.direction == "LONG" else "short",
+    )
+    if not check.ok:
+        out.cost_rejection = str(check.reason_code)
+        return out
+    request = open_request_from_signal(signal, check, sector=sector, bid=bid, ask=ask)
+    monitor.on_request(request)
+    out.requests.append(request)
+    return out
+
+
+def apply_cost_update(book: CostBook, record: Mapping[str, Any]) -> None:
+    """Fold one ``CostUpdate`` record (SPREAD, FEES or FUNDING) into ``book``."""
+    coin, kind = str(record["coin"]), record["kind"]
+    if kind == "SPREAD":
+        book.update_spread(coin, record["bid"], record["ask"], record["ts"] / 1e6)
+    elif kind == "FEES":
+        book.update_fees(coin, record["maker_bps"], record["taker_bps"])
+    elif kind == "FUNDING":
+        book.update_funding_rate(coin, record["funding_rate_bps"])
+    else:
+        raise InvalidCostRequestError(f"unknown cost update kind {kind!r}")
+
+
+@dataclass
 class EngineStats:
     ticks: int = 0
     duplicate_ticks: int = 0
@@ -90,7 +176,8 @@ class EngineStats:
 
 @dataclass
 class EngineOutput:
-    """What one input event produced, in order."""
+    """What one call produced, in order: the tick's features, signal and requests, and the
+    decisions and executions of the requests released during the call (earlier ticks')."""
 
     features: FeatureVector | None = None
     signal: Signal | None = None
@@ -122,64 +209,64 @@ class TradingEngine:
         self.models = models
         self.baseline = BaselineMomentumModel()
         self.feature_state: dict[str, FeatureState] = {}
+        self.order = EventTimeOrder(partitions=1, idle_us=None)
         self.stats = EngineStats()
 
     def on_tick(self, tick: Mapping[str, Any]) -> EngineOutput:
+        """Process one tick; the output holds what the tick made and what got released."""
         out = EngineOutput()
         coin = str(tick["coin"])
         ts = int(tick["ts"])
-        bid, ask = float(tick["bid"]), float(tick["ask"])
         self.stats.ticks += 1
+        # everything before this tick's time is final: decide it first
+        self.order.advance(0, ts)
+        for request in self.order.release():
+            self._sequence(request, out)
         state = self.feature_state.get(coin)
         if state is None:
             state = self.feature_state[coin] = FeatureState()
-        fv = update(
-            state, self.feature_params,
-            coin=coin, exchange=str(tick["exchange"]), ts=ts, seq=int(tick["seq"]),
-            bid=bid, ask=ask, last=float(tick["last"]), volume=float(tick["volume"]),
-            event_id=str(tick["event_id"]), correlation_id=str(tick["correlation_id"]),
+        model = (self.models(coin) if self.models else None) or self.baseline
+        result = process_tick(
+            tick, state=state, costs=self.costs, monitor=self.monitor, model=model,
+            sector=self.sector_of(coin), params=self.feature_params,
         )  # fmt: skip
-        if fv is None:
+        if result is None:
             self.stats.duplicate_ticks += 1
             return out
-        self.costs.update_spread(coin, bid, ask, ts / 1e6)
-        out.features = fv
+        out.features = result.features
         self.stats.features += 1
-        requests = self.monitor.on_tick(tick)
-        model = (self.models(coin) if self.models else None) or self.baseline
-        signal = model.evaluate(fv)
-        if signal is not None:
-            out.signal = signal
+        if result.signal is not None:
+            out.signal = result.signal
             self.stats.signals += 1
-            requests += self.monitor.on_signal(_signal_dict(signal), bid, ask)
-            check = self.costs.check_trade_cost(
-                coin,
-                signal.edge_bps,
-                ts / 1e6,
-                use_maker=False,
-                direction="long" if signal.direction == "LONG" else "short",
-            )
-            if check.ok:
-                requests.append(
-                    open_request_from_signal(
-                        signal, check, sector=self.sector_of(coin), bid=bid, ask=ask
-                    )
-                )
-            else:
-                self.stats.cost_rejections[str(check.reason_code)] += 1
-        for request in requests:
+        if result.cost_rejection is not None:
+            self.stats.cost_rejections[result.cost_rejection] += 1
+        for request in result.requests:
+            self.stats.requests += 1
+            out.requests.append(request)
+            for late in self.order.add(request):
+                self._sequence(late, out)
+        return out
+
+    def on_cost_update(self, record: Mapping[str, Any]) -> None:
+        """Fold a recorded ``CostUpdate`` into the cost book."""
+        apply_cost_update(self.costs, record)
+
+    def finish(self) -> EngineOutput:
+        """Decide every request still held (the end of a finite replay)."""
+        out = EngineOutput()
+        for request in self.order.drain():
             self._sequence(request, out)
         return out
 
     def on_request(self, request: Mapping[str, Any]) -> EngineOutput:
-        """Sequence one recorded TradeRequest (replays of the trade-requests topic)."""
+        """Sequence one recorded TradeRequest now (replays of the trade-requests topic)."""
         out = EngineOutput()
+        self.stats.requests += 1
+        out.requests.append(dict(request))
         self._sequence(request, out)
         return out
 
     def _sequence(self, request: Mapping[str, Any], out: EngineOutput) -> None:
-        self.stats.requests += 1
-        out.requests.append(dict(request))
         decision = self.sequencer.decide(request)
         if decision is None:
             return
@@ -189,16 +276,9 @@ class TradingEngine:
         try:
             execution = self.exchange.fill(decision)
         except ExecutionError:
-            # the fill failed: count it towards the error breaker and release what the
-            # sequencer registered, so exposure keeps matching the executions
+            # as the execution agent: counted (and dead-lettered there), nothing filled
             self.stats.execution_errors += 1
-            ctl = self.sequencer.controller
-            ctl.record_execution_error(timestamp=int(decision["ts"]) / 1e6)
-            trade_id = decision.get("trade_id")
-            if decision.get("intent") != "CLOSE" and trade_id and ctl.get_trade(trade_id):
-                ctl.close_trade(trade_id)
             return
         if execution is not None:
             out.executions.append(execution)
             self.stats.executions += 1
-            self.monitor.on_execution(execution)

@@ -17,8 +17,9 @@ at the price the close would get: the bid for a long, the ask for a short) and o
     time_limit    held ≥ max_holding_us
     reversal      a signal in the opposite direction
 
-:class:`PositionMonitor` keeps the open trades of the coins it sees (folded from executions) and
-emits one CLOSE trade request per trade (``request_id = "close:<trade_id>"``), never two.
+:class:`PositionMonitor` keeps the trades the coin's OPEN requests asked for (see
+:meth:`PositionMonitor.on_request`) and emits one CLOSE trade request per trade
+(``request_id = "close:<trade_id>"``), never two.
 """
 
 from __future__ import annotations
@@ -215,24 +216,39 @@ class ExitRules:
 
 @dataclass(slots=True)
 class PositionMonitor:
-    """Open trades per coin, folded from executions, and the CLOSE requests their exits make."""
+    """Open trades per coin and the CLOSE requests their exits make.
+
+    The engine and the coin agent feed it the coin's own OPEN requests (:meth:`on_request`);
+    A trade leaves the book when its CLOSE request is made, so it is never closed twice."""
 
     rules: ExitRules = field(default_factory=ExitRules)
     positions: dict[str, dict[str, Position]] = field(default_factory=dict)
 
-    def on_execution(self, execution: Mapping[str, Any]) -> None:
-        """Fold one execution in: an OPEN adds a trade, a CLOSE removes it (idempotent)."""
-        coin, trade_id = str(execution["coin"]), str(execution["trade_id"])
+    def on_request(self, request: Mapping[str, Any]) -> None:
+        """Track the trade an OPEN ``request`` asks for, as if filled at its own quote.
+
+        The exit rules then run on the coin's own stream alone, without waiting for the
+        execution to come back: a coin's exits depend only on its ticks, never on when the
+        risk sequencer happened to answer, so a backtest makes exactly the exits live made.
+        The paper exchange fills at the same quote (a buy at the ask, a sell at the bid), so
+        take-profit and stop-loss see the real entry price. When the sequencer did not open
+        the trade (BLOCK), its later CLOSE is answered ``unknown_trade`` and changes nothing.
+        Idempotent; a CLOSE request changes nothing here.
+        """
+        if request.get("intent") != "OPEN":
+            return
+        coin = str(request["coin"])
+        trade_id = f"trd:{request['request_id']}"
         book = self.positions.setdefault(coin, {})
-        if execution["action"] == "CLOSE":
-            book.pop(trade_id, None)
-        elif execution["action"] == "OPEN" and trade_id not in book:
-            size = float(execution["size_usd"])
-            book[trade_id] = Position(
-                trade_id, coin, str(execution["exchange"]), execution.get("sector"),
-                str(execution["direction"]), float(execution["size"]), float(execution["price"]),
-                size, float(execution["fees_usd"]), int(execution["ts"]),
-            )  # fmt: skip
+        if trade_id in book:
+            return
+        direction = str(request["direction"])
+        price = float(request["ask"]) if direction == LONG else float(request["bid"])
+        size = float(request["size_usd"])
+        book[trade_id] = Position(
+            trade_id, coin, str(request["exchange"]), request.get("sector"), direction,
+            size / price, price, size, 0.0, int(request["ts"]),
+        )  # fmt: skip
 
     def on_tick(self, tick: Mapping[str, Any]) -> list[dict[str, Any]]:
         """CLOSE requests for the coin's trades whose take-profit, stop or time limit is hit."""
@@ -258,6 +274,8 @@ class PositionMonitor:
             else:
                 continue
             out.append(self._close(pos, tick, why))
+        for close in out:
+            del book[close["trade_id"]]
         return out
 
     def on_signal(self, signal: Mapping[str, Any], bid: float, ask: float) -> list[dict[str, Any]]:
@@ -271,11 +289,14 @@ class PositionMonitor:
         tick = {"coin": signal["coin"], "bid": bid, "ask": ask, "ts": signal["ts"],
                 "event_id": signal["event_id"],
                 "correlation_id": signal.get("correlation_id") or signal["event_id"]}  # fmt: skip
-        return [
+        out = [
             self._close(pos, tick, "reversal")
             for pos in book.values()
             if not pos.closing and direction in (LONG, SHORT) and direction != pos.direction
         ]
+        for close in out:
+            del book[close["trade_id"]]
+        return out
 
     @staticmethod
     def _close(pos: Position, tick: Mapping[str, Any], why: str) -> dict[str, Any]:

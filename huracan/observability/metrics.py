@@ -75,3 +75,16 @@ def update_exposure(summary: dict[str, Any]) -> None:
             EXPOSURE.labels(scope=scope, name=name).set(data["exposure_pct"])
     for limit, pct in summary.get("utilization_pct", {}).items():
         UTILISATION.labels(limit=limit).set(pct)
+
+
+LATE_REQUESTS = Counter(
+    "huracan_late_requests_total",
+    "Trade requests that reached the sequencer after their event time was released",
+)
+IDLE_RELEASES = Counter(
+    "huracan_idle_releases_total",
+    "Times held requests were released because a partition's watermark stopped moving",
+)
+HELD_REQUESTS = Gauge(
+    "huracan_held_requests", "Trade requests waiting for every partition's watermark"
+)

@@ -612,7 +612,11 @@ class ConfluentSerde(Serde):
         return self._client
 
     def schema_id(self, event_type: str, topic: str | None = None) -> int:
-        """The registry id of ``event_type``'s current schema under ``<topic>-value``."""
+        """The registry id of ``event_type``'s current schema under ``<topic>-value``.
+
+        Punctuation types (a topic's second event type, e.g. ``Watermark``) are registered under
+        their record name instead (RecordNameStrategy), so they never share a subject with the
+        topic's own value schema."""
         return int.from_bytes(self._header(event_type, topic)[1:], "big")
 
     def _header(self, event_type: str, topic: str | None) -> bytes:
@@ -623,7 +627,11 @@ class ConfluentSerde(Serde):
 
         try:
             schema = self._catalog.schema(event_type)
-            subject = f"{topic or self._catalog.topic_for(event_type)}-value"
+            home = self._catalog.topics.for_event_type(event_type)
+            if event_type in home.punctuation:
+                subject = schema.full_name
+            else:
+                subject = f"{topic or home.name}-value"
         except UnknownEventType as exc:
             raise SerdeError(e.UNKNOWN_EVENT_TYPE, str(exc), event_type=event_type) from None
         candidate = Schema(schema.schema_str, "AVRO")

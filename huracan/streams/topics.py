@@ -62,6 +62,9 @@ class TopicDefinition:
     key: KeyKind
     description: str
     dead_letter: bool = False
+    #: other event types the topic also carries as punctuation (markers interleaved with the
+    #: records, never stored by sinks): ``Watermark`` on ``trade-requests``
+    punctuation: tuple[str, ...] = ()
 
 
 #: the catalog, in pipeline order
@@ -79,7 +82,9 @@ TOPIC_DEFINITIONS: Final[tuple[TopicDefinition, ...]] = (
         "TradeRequest",
         "trade_requests",
         "coin",
-        "signals that passed the cost check, to the single-writer risk sequencer",
+        "signals that passed the cost check and exits, to the single-writer risk sequencer;"
+        " with Watermark punctuation from each market-data partition",
+        punctuation=("Watermark",),
     ),
     TopicDefinition(
         "risk-decisions",
@@ -143,6 +148,7 @@ class TopicSpec:
     replication_factor: int
     config: Mapping[str, str]
     description: str
+    punctuation: tuple[str, ...] = ()
 
     @property
     def value_schema(self) -> str:
@@ -189,6 +195,9 @@ class TopicCatalog:
         self.prefix = prefix
         self._by_name = {s.name: s for s in specs}
         self._by_event = {s.event_type: s for s in specs}
+        for s in specs:
+            for extra in s.punctuation:
+                self._by_event.setdefault(extra, s)
 
     @classmethod
     def from_config(cls, config: HuracanConfig | KafkaConfig) -> TopicCatalog:
@@ -203,6 +212,7 @@ class TopicCatalog:
                 replication_factor=kafka.replication_factor,
                 config=MappingProxyType(topic_config(kafka, d)),
                 description=d.description,
+                punctuation=d.punctuation,
             )
             for d in TOPIC_DEFINITIONS
         ]

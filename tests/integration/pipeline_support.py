@@ -58,7 +58,7 @@ def topic_counts(cfg: HuracanConfig) -> dict[str, int]:
 
 
 def read_topic(cfg: HuracanConfig, event_type: str) -> list[dict[str, Any]]:
-    """Every record of one catalog topic, decoded, in partition order."""
+    """Every record of one catalog topic, decoded, in partition order (punctuation skipped)."""
     spec = TopicCatalog.from_config(cfg).for_event_type(event_type)
     serde = make_serde(cfg)
     consumer = Consumer(
@@ -76,7 +76,11 @@ def read_topic(cfg: HuracanConfig, event_type: str) -> list[dict[str, Any]]:
             if msg.error():
                 eof.add(msg.partition() or 0)
                 continue
-            out.append(serde.decode(msg.value(), expected=event_type))
+            decoded = serde.decode_event(msg.value())
+            if decoded.event_type != event_type and decoded.event_type in spec.punctuation:
+                continue  # watermarks between the trade requests
+            assert decoded.event_type == event_type, decoded.event_type
+            out.append(decoded.record)
     finally:
         consumer.close()
     return out

@@ -112,11 +112,13 @@ def test_exchange_when_restored_from_dict_then_same_fills() -> None:
     assert b.fill(_decision("r1")) is None
 
 
+def _open_request(rid: str) -> dict:
+    return {**_decision(rid), "size_usd": 10_000.0}
+
+
 def _monitor_with_long(rules: ExitRules) -> PositionMonitor:
     mon = PositionMonitor(rules)
-    exe = PaperExchange(PaperExchangeParams(taker_fee_bps=0.0)).fill(_decision("r1"))
-    assert exe is not None
-    mon.on_execution(exe)
+    mon.on_request(_open_request("r1"))
     return mon
 
 
@@ -163,12 +165,37 @@ def test_on_signal_when_reversed_then_close_and_when_same_direction_then_none() 
     assert [c["exit_reason"] for c in closes] == ["reversal"]
 
 
-def test_monitor_when_close_executed_then_trade_forgotten() -> None:
+def test_monitor_when_close_requested_then_trade_forgotten() -> None:
     mon = _monitor_with_long(ExitRules())
-    mon.on_execution({"coin": "BTC", "trade_id": "trd:r1", "action": "CLOSE"})
+    (close,) = mon.on_tick(_tick(1.0, 1.1))
 
+    assert close["trade_id"] == "trd:r1"
     assert mon.on_tick(_tick(1.0, 1.1)) == []
     assert PositionMonitor.from_dict(mon.to_dict()).positions == {}
+
+
+def test_on_request_when_open_then_entry_at_the_quote_the_exchange_fills() -> None:
+    mon = PositionMonitor(ExitRules())
+    request = _open_request("r1")
+
+    mon.on_request(request)
+    mon.on_request(request)  # idempotent
+    mon.on_request({**request, "intent": "CLOSE", "request_id": "close:trd:r1"})
+
+    ((trade_id, pos),) = mon.positions["BTC"].items()
+    filled = PaperExchange().fill(_decision("r1"))
+    assert filled is not None
+    assert trade_id == filled["trade_id"] == "trd:r1"
+    assert pos.entry_price == filled["price"] == 100.1
+    assert pos.units == pytest.approx(filled["size"])
+
+
+def test_on_request_when_short_then_entry_at_bid() -> None:
+    mon = PositionMonitor(ExitRules())
+
+    mon.on_request({**_open_request("r2"), "direction": "SHORT"})
+
+    assert mon.positions["BTC"]["trd:r2"].entry_price == 100.0
 
 
 def test_records_when_encoded_then_valid_execution_and_trade_request() -> None:
@@ -177,7 +204,7 @@ def test_records_when_encoded_then_valid_execution_and_trade_request() -> None:
     opened = ex.fill(_decision("r1"))
     mon = PositionMonitor(ExitRules(stop_loss_bps=1))
     assert opened is not None
-    mon.on_execution(opened)
+    mon.on_request(_open_request("r1"))
     (close_request,) = mon.on_tick(_tick(90.0, 90.1))
     closed = ex.fill(_decision("c1", intent="CLOSE", trade_id="trd:r1", bid=90.0, ask=90.1))
     assert closed is not None

@@ -186,6 +186,12 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "operator": "alice",
         "reason": "reduce BTC concentration",
     },
+    "Watermark": {
+        **_env(),
+        "source_topic": "huracan.market-data",
+        "partition": 3,
+        "ts": T0,
+    },
     "DeadLetter": {
         **_env(),
         "original_value": b"\xc3\x01garbage",

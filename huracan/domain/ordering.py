@@ -1,0 +1,180 @@
+"""Event-time order for the risk sequencer: the same decisions live as in a backtest.
+
+Trade requests reach the single-partition ``trade-requests`` topic from every market-data
+partition, interleaved however the brokers and workers happened to run. Deciding them in that
+arrival order would make a live run's decisions depend on timing; a backtest over the same ticks
+could never reproduce them. So the sequencer decides them in **event-time order** instead:
+
+* every request has an order key ``(ts, coin, intent rank, request_id)``: earlier ticks first,
+  then coins alphabetically, a coin's CLOSE requests before its OPEN, then the id;
+* after each batch, the coin agent sends a :class:`Watermark` for each market-data partition it
+  processed: "every request from this partition's ticks with ``ts`` < ``watermark`` is already
+  on the topic" (the agent sends a batch's requests before its watermark, on the same partition);
+* :meth:`EventTimeOrder.release` hands out, in key order, the held requests whose ``ts`` is
+  below the smallest watermark of all ``partitions``. Those can never be preceded by a request
+  still to come, so the order is fixed by the data alone.
+
+The in-process engine (:class:`huracan.domain.engine.TradingEngine`) runs the same class with
+one partition and the watermark set to each tick's ``ts`` before the tick is processed, which
+yields exactly the same sequence.
+
+Two cases leave pure event time, and both are counted:
+
+* **late**: a request whose ``ts`` is below what was already released (a producer that wrote a
+  partition out of order, or a request redelivered after its turn) is released at once, next;
+* **idle**: when requests are held and the smallest watermark has not moved for ``idle_us`` of
+  the caller's wall clock (a partition with no ticks, a stalled worker, or simply the end of the
+  data), :meth:`release` with ``now_us`` releases every held request, in order, so trading
+  never stops behind a silent partition. The caller passes wall time in; this module reads no
+  clock. While every partition keeps flowing, the smallest watermark moves with each batch and
+  this never happens.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from huracan.domain.errors import DomainError
+
+_INTENT_RANK: Final = {"CLOSE": 0, "OPEN": 1}
+_NEVER: Final = -(2**63)
+
+
+class OrderingError(DomainError, ValueError):
+    """A watermark or request the orderer cannot place (bad partition, missing field)."""
+
+
+def order_key(request: Mapping[str, Any]) -> tuple[int, str, int, str]:
+    """``(ts, coin, intent rank, request_id)``: the sequencer's decision order."""
+    try:
+        return (
+            int(request["ts"]),
+            str(request["coin"]),
+            _INTENT_RANK.get(str(request.get("intent")), 2),
+            str(request["request_id"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise OrderingError(f"trade request without an order key: {exc!r}") from None
+
+
+@dataclass
+class OrderStats:
+    released: int = 0
+    late: int = 0
+    idle_releases: int = 0
+
+
+@dataclass
+class EventTimeOrder:
+    """Holds trade requests until every partition's watermark has passed them.
+
+    ``partitions``: how many input partitions send watermarks (0 … partitions-1).
+    ``idle_us``: see the module docstring; ``None`` never releases on idleness.
+    """
+
+    partitions: int
+    idle_us: int | None = 2_000_000
+    watermarks: list[int] = field(default_factory=list)
+    released_upto: int = _NEVER
+    stats: OrderStats = field(default_factory=OrderStats)
+    _held: list[tuple[tuple[int, str, int, str], dict[str, Any]]] = field(default_factory=list)
+    _moved_at_us: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.partitions < 1:
+            raise OrderingError(f"partitions must be >= 1, got {self.partitions}")
+        if not self.watermarks:
+            self.watermarks = [_NEVER] * self.partitions
+        elif len(self.watermarks) != self.partitions:
+            raise OrderingError(
+                f"{len(self.watermarks)} watermarks for {self.partitions} partitions"
+            )
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
+    @property
+    def low_watermark(self) -> int:
+        return min(self.watermarks)
+
+    def add(self, request: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Hold ``request``; a late one (ts already released) is returned to decide now."""
+        key = order_key(request)
+        if key[0] < self.released_upto:
+            self.stats.late += 1
+            self.stats.released += 1
+            return [dict(request)]
+        heapq.heappush(self._held, (key, dict(request)))
+        return []
+
+    def advance(self, partition: int, ts: int, now_us: int | None = None) -> None:
+        """Partition ``partition`` has sent every request of ticks with ``ts`` below ``ts``.
+
+        Watermarks only move forward; an older one (a redelivery) is ignored."""
+        if not 0 <= partition < self.partitions:
+            raise OrderingError(f"watermark for partition {partition}, have {self.partitions}")
+        if ts > self.watermarks[partition]:
+            low = self.low_watermark
+            self.watermarks[partition] = int(ts)
+            if self.low_watermark > low:
+                self._moved_at_us = now_us
+
+    def release(self, now_us: int | None = None) -> list[dict[str, Any]]:
+        """The held requests now in order, oldest key first (see the module docstring)."""
+        limit = self.low_watermark
+        if (
+            self._held
+            and self.idle_us is not None
+            and now_us is not None
+            and self._held[0][0][0] >= limit
+        ):
+            if self._moved_at_us is None:
+                self._moved_at_us = now_us
+            elif now_us - self._moved_at_us >= self.idle_us:
+                self.stats.idle_releases += 1
+                self._moved_at_us = now_us
+                return self.drain()
+        out: list[dict[str, Any]] = []
+        while self._held and self._held[0][0][0] < limit:
+            out.append(heapq.heappop(self._held)[1])
+        if out:
+            self.released_upto = max(self.released_upto, int(out[-1]["ts"]))
+            self.stats.released += len(out)
+        return out
+
+    def drain(self) -> list[dict[str, Any]]:
+        """Every held request in order (the end of a finite replay)."""
+        out = [r for _, r in sorted(self._held, key=lambda item: item[0])]
+        self._held.clear()
+        if out:
+            self.released_upto = max(self.released_upto, int(out[-1]["ts"]))
+            self.stats.released += len(out)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "partitions": self.partitions,
+            "idle_us": self.idle_us,
+            "watermarks": list(self.watermarks),
+            "released_upto": self.released_upto,
+            "held": [r for _, r in sorted(self._held, key=lambda item: item[0])],
+            "stats": [self.stats.released, self.stats.late, self.stats.idle_releases],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EventTimeOrder:
+        order = cls(
+            partitions=int(data["partitions"]),
+            idle_us=data.get("idle_us"),
+            watermarks=[int(w) for w in data["watermarks"]],
+            released_upto=int(data["released_upto"]),
+        )
+        order._held = [(order_key(r), dict(r)) for r in data["held"]]
+        heapq.heapify(order._held)
+        released, late, idle = data.get("stats", [0, 0, 0])
+        order.stats = OrderStats(int(released), int(late), int(idle))
+        return order
