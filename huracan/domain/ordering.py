@@ -114,13 +114,16 @@ class EventTimeOrder:
     def advance(self, partition: int, ts: int, now_us: int | None = None) -> None:
         """Partition ``partition`` has sent every request of ticks with ``ts`` below ``ts``.
 
-        Watermarks only move forward; an older one (a redelivery) is ignored."""
+        Watermarks only move forward; an older one (a redelivery) is ignored. ``now_us``
+        (wall clock) starts the idle timer: it runs from the first watermark that moves after
+        a (re)start, and restarts whenever the smallest watermark moves, so a worker that is
+        still recovering its partitions is never taken for a silent one."""
         if not 0 <= partition < self.partitions:
             raise OrderingError(f"watermark for partition {partition}, have {self.partitions}")
         if ts > self.watermarks[partition]:
             low = self.low_watermark
             self.watermarks[partition] = int(ts)
-            if self.low_watermark > low:
+            if now_us is not None and (self._moved_at_us is None or self.low_watermark > low):
                 self._moved_at_us = now_us
 
     def release(self, now_us: int | None = None) -> list[dict[str, Any]]:
@@ -130,14 +133,13 @@ class EventTimeOrder:
             self._held
             and self.idle_us is not None
             and now_us is not None
+            and self._moved_at_us is not None
             and self._held[0][0][0] >= limit
+            and now_us - self._moved_at_us >= self.idle_us
         ):
-            if self._moved_at_us is None:
-                self._moved_at_us = now_us
-            elif now_us - self._moved_at_us >= self.idle_us:
-                self.stats.idle_releases += 1
-                self._moved_at_us = now_us
-                return self.drain()
+            self.stats.idle_releases += 1
+            self._moved_at_us = now_us
+            return self.drain()
         out: list[dict[str, Any]] = []
         while self._held and self._held[0][0][0] < limit:
             out.append(heapq.heappop(self._held)[1])

@@ -70,6 +70,21 @@ def test_release_when_partition_silent_past_idle_time_then_everything_held_relea
     assert [r["request_id"] for r in late] == ["c"]
 
 
+def test_release_when_restored_and_no_watermark_moved_since_then_never_idle() -> None:
+    a = EventTimeOrder(partitions=2, idle_us=1_000)
+    a.add(_req(10, "BTC", "a"))
+    a.advance(0, 40, now_us=0)
+    restored = EventTimeOrder.from_dict(a.to_dict())
+
+    recovering = restored.release(now_us=10_000_000)
+    restored.advance(0, 41, now_us=10_000_000)
+    grace = restored.release(now_us=10_000_500)
+    idle = restored.release(now_us=10_001_000)
+
+    assert recovering == grace == []
+    assert [r["request_id"] for r in idle] == ["a"]
+
+
 def test_advance_when_older_watermark_then_ignored() -> None:
     order = EventTimeOrder(partitions=1)
     order.advance(0, 100)
