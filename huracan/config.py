@@ -125,6 +125,8 @@ class ModelRegistryConfig(_Section):
 
     storage_path: str = "data/models"
     metadata_db: SecretStr | None = None
+    #: how often the engine re-reads the active models (huracan.models.RegistryModels)
+    refresh_seconds: float = Field(30.0, gt=0)
 
 
 class EngineConfig(_Section):
