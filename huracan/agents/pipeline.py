@@ -348,6 +348,16 @@ def build_pipeline(
     # --------------------------------------------------------------------------- sequencer
     sequencer_sources = raw_topic(t_requests.get_topic_name(), control_topic)
     holder = pipe.state
+    single_writer_topics = {t_requests.get_topic_name(), t_decisions.get_topic_name()}
+
+    async def forget_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        revoked = args[0] if args else kwargs.get("revoked", ())
+        # the single-writer state is cached in memory; when its partition moves to another
+        # worker the cache is stale, and must be reloaded from the table if it ever comes back
+        if any(tp.topic in single_writer_topics for tp in revoked):
+            holder.clear()
+
+    app.on_partitions_revoked.connect(forget_revoked)
 
     def sequencer_state() -> tuple[RiskSequencer, EventTimeOrder]:
         seq = holder.get("sequencer")
@@ -446,11 +456,12 @@ def build_pipeline(
 
     # --------------------------------------------------------------------------- execution
     async def execution_agent(stream: StreamT[bytes]) -> None:
-        exchange: PaperExchange | None = None
         async for events in batches(stream):
+            exchange: PaperExchange | None = holder.get("exchange")
             if exchange is None:
                 stored = exchange_table.get(EXCHANGE_KEY)
                 exchange = PaperExchange.from_dict(stored) if stored else PaperExchange()
+                holder["exchange"] = exchange
             out = _Outbox()
             for event in events:
                 observe_in("execution", event.message.topic)
