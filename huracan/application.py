@@ -27,6 +27,7 @@ import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from huracan.agents.pipeline import Pipeline, build_pipeline
+from huracan.agents.recovery import SeekFirstTableManager
 from huracan.config import HuracanConfig, load_config
 from huracan.observability.health import check_all
 
@@ -59,6 +60,8 @@ def create_app(
         "broker_commit_every": 1000,
         "broker_commit_interval": 1.0,
         "stream_buffer_maxsize": 16384,
+        # stream partitions resume only after recovery has sought them (huracan.agents.recovery)
+        "TableManager": SeekFirstTableManager,
     }
     settings.update(overrides)
     Path(settings["datadir"]).mkdir(parents=True, exist_ok=True)
