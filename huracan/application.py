@@ -26,6 +26,7 @@ from typing import Any
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from huracan.agents.batching import ProcessedEvent
 from huracan.agents.pipeline import Pipeline, build_pipeline
 from huracan.agents.recovery import SeekFirstTableManager
 from huracan.config import HuracanConfig, load_config
@@ -62,6 +63,8 @@ def create_app(
         "stream_buffer_maxsize": 16384,
         # stream partitions resume only after recovery has sought them (huracan.agents.recovery)
         "TableManager": SeekFirstTableManager,
+        # only events an agent finished are acknowledged (huracan.agents.batching)
+        "Event": ProcessedEvent,
     }
     settings.update(overrides)
     Path(settings["datadir"]).mkdir(parents=True, exist_ok=True)

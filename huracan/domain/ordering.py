@@ -101,8 +101,14 @@ class EventTimeOrder:
     def low_watermark(self) -> int:
         return min(self.watermarks)
 
-    def add(self, request: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """Hold ``request``; a late one (ts already released) is returned to decide now."""
+    def add(self, request: Mapping[str, Any], now_us: int | None = None) -> list[dict[str, Any]]:
+        """Hold ``request``; a late one (ts already released) is returned to decide now.
+
+        ``now_us`` (wall clock) starts the idle timer if nothing has started it since the
+        (re)start: a request that comes with no watermark at all (no market data flowing, a
+        request written by hand) is still decided after ``idle_us``."""
+        if now_us is not None and self._moved_at_us is None:
+            self._moved_at_us = now_us
         key = order_key(request)
         if key[0] < self.released_upto:
             self.stats.late += 1
@@ -115,9 +121,10 @@ class EventTimeOrder:
         """Partition ``partition`` has sent every request of ticks with ``ts`` below ``ts``.
 
         Watermarks only move forward; an older one (a redelivery) is ignored. ``now_us``
-        (wall clock) starts the idle timer: it runs from the first watermark that moves after
-        a (re)start, and restarts whenever the smallest watermark moves, so a worker that is
-        still recovering its partitions is never taken for a silent one."""
+        (wall clock) starts the idle timer: it runs from the first watermark that moves (or
+        the first request added) after a (re)start, and restarts whenever the smallest
+        watermark moves, so requests restored with the state are never released for idleness
+        while the worker is still recovering its partitions."""
         if not 0 <= partition < self.partitions:
             raise OrderingError(f"watermark for partition {partition}, have {self.partitions}")
         if ts > self.watermarks[partition]:

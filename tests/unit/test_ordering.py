@@ -162,3 +162,14 @@ def test_release_when_any_interleaving_then_same_order_as_sorted_keys(
     every = [r for s in streams for kind, r in s if kind == "req"]
     assert [order_key(r) for r in released] == sorted(order_key(r) for r in every)  # type: ignore[arg-type]
     assert order.stats.late == 0
+
+
+def test_release_when_request_added_with_no_watermark_ever_then_released_after_idle_time() -> None:
+    order = EventTimeOrder(partitions=2, idle_us=1_000)
+    order.add(_req(10, "BTC", "manual"), now_us=5_000)
+
+    early = order.release(now_us=5_500)
+    idle = order.release(now_us=6_000)
+
+    assert early == []
+    assert [r["request_id"] for r in idle] == ["manual"]
