@@ -27,13 +27,15 @@ watermark has passed them and decides them in ``(ts, coin, CLOSE before OPEN, re
 order, so its decisions do not depend on how partitions interleave; the coin's monitor tracks
 the trades its own OPEN requests ask for (``PositionMonitor.on_request``), so exits do not
 depend on when executions come back. A backtest over the same ticks makes the same decisions
-and executions, byte for byte (tests/integration/test_parity.py).
+and executions, byte for byte (tests/integration/test_pipeline_e2e.py,
+tests/integration/test_backtest_parity.py).
 
 **At least once, nothing lost.** Each agent reads ``faust.batch_size`` events at a time with
 :func:`~huracan.agents.batching.take_batches` (acknowledged only once the batch is finished), and
 finishes a batch in this order: (1) process every event, sending its outputs; (2) wait until
-the broker has every output; (3) write each changed table row once; then the events are
-acknowledged and Faust commits their offsets after flushing the changelog. A crash before (2)
+the broker has every output; (3) write each changed table row once and wait until the broker
+has those changelog records too (:func:`changelogs_durable`: Faust itself commits offsets
+without waiting for its changelog buffer); then the events are acknowledged. A crash before (2)
 replays the batch from the old state and sends the same records again (ids are derived; the
 sequencer and the exchange de-duplicate); a crash after (3) replays ticks the state has seen,
 which are skipped, and their outputs are already on the broker.
