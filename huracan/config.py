@@ -208,12 +208,64 @@ class FaustConfig(_Section):
     order_idle_ms: int = Field(2000, ge=1)
 
 
+#: catalog topics (suffixes) the archive agent may archive: their events have coin, ts, event_id
+ArchiveTopic = Literal["market-data", "executions", "risk-decisions"]
+
+
+class ArchiveConfig(_Section):
+    """``storage.archive``: where the Parquet archive lives, and the worker's archive agent.
+
+    With ``enabled`` the worker runs ``huracan.agents.archive_agent``: one archiver per topic,
+    each a Kafka consumer in a group of its own, writing ``<root>/<coin>/YYYYMMDD.parquet``
+    (layout in ``huracan.storage.archive``). A flush happens at ``flush_rows`` records or
+    ``flush_seconds``, whichever comes first, and rewrites the day file of every coin it
+    touches: about ``ingest × 43,200 / flush interval`` rows rewritten per second on average.
+    The agent's docstring has the figures for these defaults.
+    """
+
+    #: run the archive agent inside ``faust -A huracan worker`` (off by default: archiving is
+    #: a deployment choice, and ``huracan archive`` does the same job as a batch)
+    enabled: bool = False
+    #: archive root; a relative path is relative to the process's working directory
+    root: str = "data/archive"
+    #: catalog topics to archive (names without the prefix)
+    topics: tuple[ArchiveTopic, ...] = ("market-data",)
+    #: flush once this many records are held (memory: a few hundred bytes each)
+    flush_rows: int = Field(100_000, ge=1)
+    #: ... or once the oldest held record is this old (new rows show in the files only then)
+    flush_seconds: float = Field(300.0, gt=0)
+    #: rows per Parquet row group
+    row_group_size: int = Field(65_536, ge=1)
+
+    @field_validator("topics", mode="before")
+    @classmethod
+    def _split_topics(cls, v: Any) -> Any:
+        """Accept ``"market-data,executions"`` (handy in an environment variable)."""
+        if isinstance(v, str):
+            return tuple(t.strip() for t in v.split(",") if t.strip())
+        return v
+
+    @field_validator("topics")
+    @classmethod
+    def _distinct_topics(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"topics must be distinct, got {list(v)}")
+        return v
+
+
+class StorageConfig(_Section):
+    """``storage:``: the Parquet archive (the model registry's storage is under ``engine``)."""
+
+    archive: ArchiveConfig = ArchiveConfig()
+
+
 class HuracanConfig(_Section):
     engine: EngineConfig = EngineConfig()
     kafka: KafkaConfig = KafkaConfig()
     redis: RedisConfig = RedisConfig()
     postgres: PostgresConfig = PostgresConfig()
     faust: FaustConfig = FaustConfig()
+    storage: StorageConfig = StorageConfig()
 
     def redacted(self) -> dict[str, Any]:
         """A JSON-safe dump with every secret shown as ``'**********'``."""

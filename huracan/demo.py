@@ -31,6 +31,7 @@ from huracan.observability.health import check_all
 from huracan.simulate import MarketSimulator
 from huracan.streams.serde import make_serde
 from huracan.streams.topics import TopicCatalog, ensure_topics, record_counts
+from huracan.worker_process import WorkerHandle
 
 
 @dataclass
@@ -216,6 +217,63 @@ def parse_metrics(text: str) -> dict[str, object]:
     }
 
 
+@dataclass
+class DrainResult:
+    """What :func:`wait_until_drained` saw last.
+
+    ``counts``: records per event type on the catalog topics (sums of high watermarks), except
+    ``TradeRequest``: the requests the coin agent sent (the topic also carries watermarks and
+    heartbeats). ``held``: requests the sequencer holds for event-time order.
+    """
+
+    drained: bool
+    counts: dict[str, int] = field(default_factory=dict)
+    held: int = 0
+    worker_exited: bool = False
+
+
+def wait_until_drained(
+    cfg: HuracanConfig,
+    worker: WorkerHandle,
+    ticks: int,
+    *,
+    timeout_s: float,
+    interval_s: float = 1.0,
+    stable_polls: int = 3,
+) -> DrainResult:
+    """Wait until ``worker``'s pipeline has finished with the ``ticks`` ticks published.
+
+    Drained means: every tick has its feature vector, no trade request is held for event-time
+    order, every trade request the coin agent sent has its decision, and no topic's record
+    count changed over ``stable_polls`` polls ``interval_s`` apart (so the last decisions'
+    executions are in). Returns when drained, when the worker process has exited
+    (``worker_exited``), or after ``timeout_s`` (``drained`` false). Raises
+    :class:`confluent_kafka.KafkaException` when the broker does not answer.
+    """
+    deadline = time.monotonic() + timeout_s
+    stable, last, held = 0, None, 0
+    while True:
+        if worker.process.poll() is not None:
+            return DrainResult(False, last or {}, held, worker_exited=True)
+        counts = record_counts(cfg)
+        counts.pop("TradeRequest", None)
+        parsed = parse_metrics((worker.get("/metrics") or b"").decode())
+        counts["TradeRequest"] = int(parsed["requests"])  # type: ignore[call-overload]
+        held = int(parsed["held"])  # type: ignore[call-overload]
+        drained = (
+            counts["FeatureVector"] >= ticks
+            and held == 0
+            and counts["RiskDecision"] == counts["TradeRequest"]
+        )
+        stable = stable + 1 if drained and counts == last else 0
+        last = counts
+        if stable >= stable_polls:
+            return DrainResult(True, counts, held)
+        if time.monotonic() >= deadline:
+            return DrainResult(False, counts, held)
+        time.sleep(interval_s)
+
+
 def run_pipeline_demo(
     config: HuracanConfig,
     *,
@@ -273,42 +331,27 @@ def run_pipeline_demo(
                 cfg, out, coins=coins, rate=rate, duration=duration
             )
             summary.ticks = report.ticks
-            deadline = time.monotonic() + settle_timeout
-            stable, last = 0, None
             with out.status("waiting for the pipeline to drain…"):
-                while time.monotonic() < deadline:
-                    # trade-requests also carries watermarks and heartbeats: not counted here
-                    counts = record_counts(cfg)
-                    counts.pop("TradeRequest", None)
-                    parsed = parse_metrics((worker.get("/metrics") or b"").decode())
-                    counts["TradeRequest"] = int(parsed["requests"])  # type: ignore[call-overload]
-                    drained = (
-                        counts["FeatureVector"] >= report.ticks
-                        and parsed["held"] == 0
-                        and counts["RiskDecision"] == counts["TradeRequest"]
-                    )
-                    stable = stable + 1 if drained and counts == last else 0
-                    last = counts
-                    if stable >= 3:
-                        break
-                    time.sleep(1.0)
-            summary.counts = last or {}
+                drain = wait_until_drained(cfg, worker, report.ticks, timeout_s=settle_timeout)
+            summary.counts = drain.counts
             parsed = parse_metrics((worker.get("/metrics") or b"").decode())
             summary.decisions = parsed["decisions"]  # type: ignore[assignment]
             summary.latency_ms = parsed["latency_ms"]  # type: ignore[assignment]
             risk_body = worker.get("/risk")
             summary.risk = json.loads(risk_body) if risk_body else {}
-            summary.ok = stable >= 3
+            summary.ok = drain.drained
     finally:
         if not keep_topics:
-            _delete_topics(cfg)
+            delete_topics(cfg)
         if own_dir:
             shutil.rmtree(work, ignore_errors=True)
     _print_pipeline_summary(out, summary)
     return summary
 
 
-def _delete_topics(cfg: HuracanConfig) -> None:
+def delete_topics(cfg: HuracanConfig) -> None:
+    """Delete every topic whose name starts with ``kafka.topic_prefix`` (the catalog and the
+    Faust app's changelog and assignor topics, when ``faust.app_id`` is the prefix)."""
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient({"bootstrap.servers": cfg.kafka.bootstrap_servers})

@@ -21,3 +21,14 @@ class InvalidBacktestInput(BacktestError, ValueError):
 
 class ChartError(BacktestError):
     """The equity chart could not be drawn or written; the message names the path."""
+
+
+class KafkaReplayError(BacktestError):
+    """A replay through Kafka failed: the broker is unreachable, the topics could not be made,
+    the worker did not start or died, or the ticks could not be produced or read back; the
+    message says which, with the broker address or the worker's log tail."""
+
+
+class KafkaReplayTimeout(KafkaReplayError):
+    """A replay through Kafka did not finish within its time limit; the message gives the
+    counts reached (which stage of the pipeline was still working)."""
