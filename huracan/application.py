@@ -10,8 +10,9 @@ Nothing here runs at import time of ``huracan``: :func:`get_app` builds the app 
 Web endpoints on ``faust.web_host:faust.web_port`` (loopback by default):
 
 * ``/metrics`` — Prometheus text format;
-* ``/health`` — Kafka, Redis and PostgreSQL checks plus breaker states; HTTP 503 when any
-  service is down or a breaker is tripped;
+* ``/health`` — Kafka, Redis and PostgreSQL checks, the registry models (loaded versions, last
+  refresh, artifacts refused) and breaker states; HTTP 503 when any service is down, a breaker
+  is tripped, or the last registry refresh failed or refused an artifact;
 * ``/risk`` — the risk sequencer's exposure summary (404 on a worker that does not hold the
   sequencer's partition).
 """
@@ -26,10 +27,13 @@ from typing import Any
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from huracan.agents.archive_agent import build_archive_agents
 from huracan.agents.batching import ProcessedEvent
 from huracan.agents.pipeline import Pipeline, build_pipeline
 from huracan.agents.recovery import SeekFirstTableManager
 from huracan.config import HuracanConfig, load_config
+from huracan.models import RegistryModels
+from huracan.observability import metrics
 from huracan.observability.health import check_all
 
 _lock = threading.Lock()
@@ -71,13 +75,69 @@ def create_app(
     app = faust.App(cfg.faust.app_id, **settings)
     app.huracan_config = cfg  # type: ignore[attr-defined]
     if with_pipeline:
-        pipeline = build_pipeline(app, cfg)
+        # each coin's active model from the registry, the baseline otherwise (huracan.models)
+        models = RegistryModels.from_config(cfg)
+        app.huracan_models = models  # type: ignore[attr-defined]
+        pipeline = build_pipeline(app, cfg, models=models)
         app.huracan_pipeline = pipeline  # type: ignore[attr-defined]
-        _register_views(app, cfg, pipeline)
+        _register_model_refresh(app, models)
+        _register_consumer_lag(app)
+        # storage.archive.enabled: archivers in threads, each in a consumer group of its own
+        app.huracan_archive = build_archive_agents(app, cfg)  # type: ignore[attr-defined]
+        _register_views(app, cfg, pipeline, models)
     return app
 
 
-def _register_views(app: faust.App, cfg: HuracanConfig, pipeline: Pipeline) -> None:
+def _register_consumer_lag(app: faust.App, interval_s: float = 5.0) -> None:
+    """``huracan_consumer_lag{topic,partition}``: records between each assigned stream
+    partition's high watermark and the offset this worker has committed (or read, before its
+    first commit). Changelog partitions are left out; a revoked partition's series is removed."""
+    shown: set[tuple[str, int]] = set()
+
+    async def measure() -> None:
+        consumer: Any = app.consumer
+        changelogs = {t.changelog_topic.get_topic_name() for t in app.tables.values()}
+        now: set[tuple[str, int]] = set()
+        for tp in consumer.assignment():
+            if tp.topic in changelogs or tp.topic.endswith("__assignor-__leader"):
+                continue
+            high = consumer.highwater(tp)
+            if high is None or high < 0:
+                continue
+            done = consumer._committed_offset.get(tp)
+            if done is None:
+                read = consumer._read_offset.get(tp)
+                done = read + 1 if read is not None else 0
+            metrics.CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(
+                max(high - done, 0)
+            )
+            now.add((tp.topic, tp.partition))
+        for topic, partition in shown - now:
+            metrics.CONSUMER_LAG.remove(topic, str(partition))
+        shown.clear()
+        shown.update(now)
+
+    app.timer(interval_s, name="huracan.consumer_lag")(measure)
+
+
+def _register_model_refresh(app: faust.App, models: RegistryModels) -> None:
+    """Load the active models now, before any agent runs; re-read them when they are due.
+
+    The first read is synchronous so that the first tick already meets the registry's models
+    (a replay refreshed from the same registry then makes the same decisions). Later reads run
+    in a worker thread; a registry that is down keeps the models loaded last (``/health`` says
+    so) and is tried again on the next tick of the timer."""
+    models.refresh()
+
+    async def refresh() -> None:
+        await models.refresh_async()
+
+    app.timer(1.0, name="huracan.models.refresh")(refresh)
+
+
+def _register_views(
+    app: faust.App, cfg: HuracanConfig, pipeline: Pipeline, models: RegistryModels
+) -> None:
     @app.page("/metrics")
     async def metrics_view(self: Any, request: Any) -> Any:
         return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
@@ -88,10 +148,13 @@ def _register_views(app: faust.App, cfg: HuracanConfig, pipeline: Pipeline) -> N
         summary = pipeline.risk_summary()
         breakers: dict[str, Any] = summary["breakers"] if summary else {}
         tripped = any(b["tripped"] for b in breakers.values())
-        ok = all(r.ok for r in results) and not tripped
+        model_status = models.status()
+        models_ok = model_status.healthy or model_status.last_refresh_ok is None
+        ok = all(r.ok for r in results) and not tripped and models_ok
         body = {
             "ok": ok,
             "services": {r.name: r.as_dict() for r in results},
+            "models": model_status.as_dict(),
             "breakers": breakers or None,
         }
         return self.json(body, status=200 if ok else 503)

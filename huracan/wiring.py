@@ -6,12 +6,15 @@ config and never configure them on their own.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from huracan.config import HuracanConfig
 from huracan.domain.costs import CostBook, CostSettings
 from huracan.domain.engine import TradingEngine
 from huracan.domain.execution import ExitRules, PaperExchange, PositionMonitor
 from huracan.domain.risk import GlobalRiskController, RiskLimits
 from huracan.domain.sequencer import RiskSequencer
+from huracan.domain.signals import SignalModel
 from huracan.domain.universe import universe
 
 
@@ -44,8 +47,14 @@ def exit_rules(cfg: HuracanConfig) -> ExitRules:
     return ExitRules()
 
 
-def build_engine(cfg: HuracanConfig) -> TradingEngine:
-    """The in-process engine, configured exactly as the Faust pipeline is."""
+def build_engine(
+    cfg: HuracanConfig, *, models: Callable[[str], SignalModel | None] | None = None
+) -> TradingEngine:
+    """The in-process engine, configured exactly as the Faust pipeline is.
+
+    ``models`` maps a coin to its signal model, ``None`` meaning the baseline — the worker
+    passes its :class:`huracan.models.RegistryModels`; a replay that must make the live
+    decisions passes one refreshed from the same registry."""
     sectors = coin_sectors(cfg)
     return TradingEngine(
         sequencer=new_sequencer(cfg),
@@ -53,4 +62,5 @@ def build_engine(cfg: HuracanConfig) -> TradingEngine:
         exchange=PaperExchange(),
         monitor=PositionMonitor(exit_rules(cfg)),
         sector_of=sectors.get,
+        models=models,
     )

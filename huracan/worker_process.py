@@ -27,7 +27,16 @@ def free_port() -> int:
 def config_env(cfg: HuracanConfig, port: int, datadir: Path) -> dict[str, str]:
     """Environment overrides that make a child worker use ``cfg``'s topics, app id and sizes."""
     p = cfg.kafka.partitions
+    registry = cfg.engine.model_registry
+    archive = cfg.storage.archive
     return {
+        # the archive agent: the root resolved here, since the child runs in its own workdir
+        "HURACAN__storage__archive__enabled": str(archive.enabled).lower(),
+        "HURACAN__storage__archive__root": str(Path(archive.root).resolve()),
+        "HURACAN__storage__archive__topics": ",".join(archive.topics),
+        "HURACAN__storage__archive__flush_rows": str(archive.flush_rows),
+        "HURACAN__storage__archive__flush_seconds": str(archive.flush_seconds),
+        "HURACAN__storage__archive__row_group_size": str(archive.row_group_size),
         "HURACAN_KAFKA_BOOTSTRAP": cfg.kafka.bootstrap_servers,
         "HURACAN__kafka__topic_prefix": cfg.kafka.topic_prefix,
         "HURACAN__faust__app_id": cfg.faust.app_id,
@@ -38,6 +47,12 @@ def config_env(cfg: HuracanConfig, port: int, datadir: Path) -> dict[str, str]:
         "HURACAN__faust__processing_guarantee": cfg.faust.processing_guarantee,
         "HURACAN__faust__datadir": str(datadir),
         **{f"HURACAN__kafka__partitions__{k}": str(getattr(p, k)) for k in type(p).model_fields},
+        # the model registry the signals come from (the child runs in its own workdir)
+        "HURACAN__engine__model_registry__storage_path": str(Path(registry.storage_path).resolve()),
+        "HURACAN__engine__model_registry__metadata_db": (
+            registry.metadata_db.get_secret_value() if registry.metadata_db else ""
+        ),
+        "HURACAN__engine__model_registry__refresh_seconds": str(registry.refresh_seconds),
     }
 
 

@@ -29,6 +29,10 @@ def pipeline_config(bootstrap: str, prefix: str, partitions: int = 4) -> Huracan
                                "cost_updates": p, "executions": p},
             },
             "faust": {"app_id": prefix, "batch_size": 200},
+            # an empty registry of its own: every coin trades the baseline model, whatever
+            # other tests registered in the shared database
+            "engine": {"model_registry": {"metadata_db": "",
+                                          "storage_path": f"/tmp/huracan-test-models/{prefix}"}},
         },
         environ={"HURACAN_KAFKA_BOOTSTRAP": bootstrap},
     )  # fmt: skip
