@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from huracan.cli_history import register as register_history_commands
 from huracan.config import ConfigError, HuracanConfig, load_config
 
 app = typer.Typer(
@@ -28,6 +29,7 @@ topics_app = typer.Typer(help="The Kafka topic catalog.", no_args_is_help=True)
 config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 app.add_typer(config_app, name="config")
+register_history_commands(app)  # archive, replay, backtest, whatif (huracan/cli_history.py)
 
 console = Console()
 err_console = Console(stderr=True)
