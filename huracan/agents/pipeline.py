@@ -79,6 +79,10 @@ from huracan.wiring import coin_sectors, cost_settings, exit_rules, new_sequence
 log = logging.getLogger(__name__)
 
 RISK_KEY = "global"
+#: the risk-state table keeps each request the sequencer holds under its own key: a backlog can
+#: hold thousands, and one row with all of them outgrew Kafka's 1 MB record limit (measured:
+#: 12,000 ticks published before the worker started crashed its producer at 1,032,606 bytes)
+HELD_PREFIX = "held:"
 EXCHANGE_KEY = "paper"
 
 _CONTROL = ("ControlEvent",)
@@ -384,9 +388,15 @@ def build_pipeline(
         seq = holder.get("sequencer")
         if seq is None:
             stored = risk_table.get(RISK_KEY)
+            held = {
+                str(k)[len(HELD_PREFIX) :]: v
+                for k, v in risk_table.items()
+                if str(k).startswith(HELD_PREFIX) and v is not None
+            }
+            holder["held_keys"] = set(held)
             if stored is not None:
                 seq = RiskSequencer.from_dict(stored["sequencer"])
-                order = EventTimeOrder.from_dict(stored["order"])
+                order = EventTimeOrder.from_dict({"held": list(held.values()), **stored["order"]})
             else:
                 seq = new_sequencer(cfg)
                 order = EventTimeOrder(partitions=partitions, idle_us=idle_us)
@@ -454,7 +464,15 @@ def build_pipeline(
             metrics.HELD_REQUESTS.set(order.held)
             await out.delivered()
             enter(events[-1])
-            risk_table[RISK_KEY] = {"sequencer": seq.to_dict(), "order": order.to_dict()}
+            order_state = order.to_dict()
+            held_now = {str(r["request_id"]): r for r in order_state.pop("held")}
+            stored_keys: set[str] = holder.setdefault("held_keys", set())
+            for rid in held_now.keys() - stored_keys:
+                risk_table[HELD_PREFIX + rid] = held_now[rid]
+            for rid in stored_keys - held_now.keys():
+                del risk_table[HELD_PREFIX + rid]
+            holder["held_keys"] = set(held_now)
+            risk_table[RISK_KEY] = {"sequencer": seq.to_dict(), "order": order_state}
             await changelogs_durable(app)
             metrics.update_exposure(seq.controller.get_exposure_summary())
 

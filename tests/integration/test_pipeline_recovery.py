@@ -209,3 +209,22 @@ def test_two_workers_when_running_then_partitions_split_and_no_coin_processed_tw
         # exactly one worker runs the single-writer sequencer
         assert sum(r is not None and "active_trades" in r for r in risk) == 1
         _assert_engine_facts(cfg, ticks, None)
+
+
+def test_worker_when_started_on_a_backlog_then_every_record_processed_once(
+    kafka_bootstrap: str, tmp_path: Path, unique_name
+) -> None:
+    # arrange: the records exist before the worker does, so its first fetches happen while
+    # its tables recover (the window in which Faust used to drop fetched records)
+    cfg = pipeline_config(kafka_bootstrap, unique_name("backlog"), partitions=12)
+    create_topics(cfg)
+    ticks = _ticks(12_000, coins=48, seed=14)
+    _, decisions, executions = _engine_run(cfg, ticks)
+    _publish(cfg, ticks)
+
+    # act
+    with running_worker(cfg, tmp_path / "a") as worker:
+        _wait_settled(cfg, len(ticks), len(decisions), len(executions))
+
+        # assert
+        _assert_engine_facts(cfg, ticks, worker.port)
