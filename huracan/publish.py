@@ -9,8 +9,9 @@ record timestamp set to the tick's event time. The rate is held by sleeping betw
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 from rich.console import Console
@@ -34,6 +35,25 @@ class PublishReport:
     @property
     def rate(self) -> float:
         return self.ticks / self.seconds if self.seconds > 0 else 0.0
+
+
+def produce_tick(
+    producer: Producer, topic: str, tick: Mapping[str, Any], value: bytes, on_delivery: Any
+) -> None:
+    """Produce one encoded tick keyed by coin, record time = tick time; when the local queue is
+    full, serve delivery reports until it has room (never drops, never raises BufferError)."""
+    while True:
+        try:
+            producer.produce(
+                topic,
+                key=str(tick["coin"]).encode(),
+                value=value,
+                timestamp=int(tick["ts"]) // 1000,
+                on_delivery=on_delivery,
+            )
+            return
+        except BufferError:
+            producer.poll(0.05)
 
 
 def publish_ticks(
@@ -81,18 +101,7 @@ def publish_ticks(
         n = min(batch, total - sent)
         for tick in sim.ticks(n):
             value = serde.encode("MarketTick", tick, topic=topic)
-            while True:
-                try:
-                    producer.produce(
-                        topic,
-                        key=str(tick["coin"]).encode(),
-                        value=value,
-                        timestamp=int(tick["ts"]) // 1000,
-                        on_delivery=on_delivery,
-                    )
-                    break
-                except BufferError:
-                    producer.poll(0.05)
+            produce_tick(producer, topic, tick, value, on_delivery)
         sent += n
         producer.poll(0)
         if on_progress:

@@ -57,6 +57,7 @@ from huracan.backtest.errors import (
 from huracan.config import ENV_PREFIX, HuracanConfig
 from huracan.demo import delete_topics, wait_until_drained
 from huracan.observability.health import check_kafka
+from huracan.publish import produce_tick
 from huracan.storage.archive import BoundedReader, topic_watermarks
 from huracan.storage.archive_errors import ArchiveError
 from huracan.streams.errors import SerdeError, StreamsError
@@ -264,18 +265,7 @@ def _produce(
 
     with out.status(f"publishing {len(ticks):,} ticks to {topic}…"):
         for tick, value in zip(ticks, values, strict=True):
-            while True:
-                try:
-                    producer.produce(
-                        topic,
-                        key=str(tick["coin"]).encode(),
-                        value=value,
-                        timestamp=int(tick["ts"]) // 1000,
-                        on_delivery=delivered,
-                    )
-                    break
-                except BufferError:
-                    producer.poll(0.05)
+            produce_tick(producer, topic, tick, value, delivered)
             producer.poll(0)
         remaining = producer.flush(60)
     if remaining or errors:
