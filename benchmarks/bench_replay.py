@@ -11,13 +11,19 @@ a. **read limit**: ``read_archive(root, merge=True)`` iterated to the end — th
 b. **read + replay**: the same iterator fed to ``build_engine(cfg).on_tick``, then
    ``engine.finish()`` (what a backtest from the archive does);
 c. **engine alone**: ``on_tick`` over ticks already in a list (the core's own cost);
-d. **through Kafka**: the first ``N_KAFKA`` ticks published to a fresh market-data topic and
-   processed by one ``faust -A huracan worker`` (see :mod:`benchmarks.bench_pipeline`, whose
-   throughput run this reuses: ticks/s from the output records' broker timestamps, the run
-   complete when the worker has made exactly the engine's decisions and executions).
+d. **through Kafka**: the first ``N_KAFKA`` ticks (plus the pipeline benchmark's padding)
+   published to a fresh market-data topic and processed by one ``faust -A huracan worker``
+   (:func:`benchmarks.bench_pipeline.throughput_run`: ticks/s from the output records' broker
+   timestamps, the run complete when the worker has made exactly the engine's decisions and
+   executions, byte for byte).
 
-The issue's goal for (b) is 500k ticks/s per core. Where the time goes: a cProfile of (c)
-over ``N_PROFILE`` ticks, top-25 functions in ``results/replay_profile.txt``.
+The issue's goal for (b) is 500k ticks/s per core. Where the time goes: (b) split into its
+parts per tick — the Parquet files read and merged into one Arrow table
+(``read_archive_table(merge=True)``), that table turned into tick dicts (a minus that), and
+the engine (c) — and cProfiles of the engine over ``N_PROFILE`` ticks and of the dict
+conversion, top functions in ``results/replay_profile.txt``.
+
+``HURACAN_BENCH_QUICK=1`` runs a smaller version for iterating (see :mod:`benchmarks.harness`).
 """
 
 from __future__ import annotations
@@ -34,22 +40,24 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.bench_pipeline import (
+    PAD,
     bench_config,
     expected_outputs,
     throughput_run,
 )
-from benchmarks.harness import RESULTS_DIR, Report
+from benchmarks.harness import QUICK, Report, results_dir
 from huracan.domain.universe import universe
 from huracan.simulate import MarketSimulator
 from huracan.storage.archive import ArchiveWriter
-from huracan.storage.history import read_archive
+from huracan.storage.history import read_archive, read_archive_table
 from huracan.wiring import build_engine
 
-N = 300_000
 COINS = 400
+#: quick mode (``HURACAN_BENCH_QUICK=1``, for iterating): fewer ticks, nothing saved
+N = 60_000 if QUICK else 300_000
 REPEATS = 3
-N_KAFKA = 30_000
-N_PROFILE = 60_000
+N_KAFKA = 8_000 if QUICK else 30_000
+N_PROFILE = 20_000 if QUICK else 60_000
 GOAL = 500_000.0
 
 
@@ -80,19 +88,18 @@ def replay(ticks: Iterable[dict[str, Any]], cfg: Any) -> tuple[int, int, int]:
     return n, decisions + len(out.decisions), executions + len(out.executions)
 
 
-def profile_engine(ticks: list[dict[str, Any]], cfg: Any, top: int = 25) -> tuple[str, list[Any]]:
-    """cProfile of :func:`replay` over ``ticks``: (report text, top functions by self time)."""
+def profile_call(
+    run: Callable[[], Any], title: str, top: int = 25
+) -> tuple[str, list[dict[str, Any]]]:
+    """cProfile of ``run()``: (report text, top functions by self time)."""
     profiler = cProfile.Profile()
     profiler.enable()
-    replay(ticks, cfg)
+    run()
     profiler.disable()
     stats = pstats.Stats(profiler)
     total = stats.total_tt  # type: ignore[attr-defined]
     text = io.StringIO()
-    text.write(
-        f"cProfile of engine.on_tick over {len(ticks):,} pre-materialised ticks "
-        f"({COINS} coins); profiled total {total:.2f} s (cProfile roughly doubles the time).\n\n"
-    )
+    text.write(f"{title}; profiled total {total:.2f} s (cProfile slows calls down).\n\n")
     for order in ("cumulative", "tottime"):
         text.write(f"--- top {top} by {order} ---\n")
         pstats.Stats(profiler, stream=text).sort_stats(order).print_stats(top)
@@ -146,14 +153,34 @@ def main() -> int:
         same = results["b"] == results["c"]
         ok &= same
 
-        text, top_self = profile_engine(ticks[:N_PROFILE], cfg)
-        (RESULTS_DIR / "replay_profile.txt").write_text(text)
+        # where b's time goes: Parquet → merged Arrow table, table → dicts, the engine
+        table_rate, table_s, table_all = _rate(
+            lambda: read_archive_table(root, merge=True).num_rows
+        )
+        parts_us = {
+            "parquet_to_merged_table": 1e6 / table_rate,
+            "table_to_dicts": 1e6 / read - 1e6 / table_rate,
+            "engine": 1e6 / eng,
+        }
 
-        # d. the same ticks (the first N_KAFKA) through Kafka and one worker
-        subset = ticks[:N_KAFKA]
+        profiled = ticks[:N_PROFILE]
+        text, top_self = profile_call(
+            lambda: replay(profiled, cfg),
+            f"cProfile of engine.on_tick over {len(profiled):,} pre-materialised ticks "
+            f"({COINS} coins)",
+        )
+        read_text, read_top = profile_call(
+            lambda: count(read_archive(root, merge=True)),
+            f"cProfile of read_archive(merge=True) over {N:,} ticks, iterated to the end",
+            top=15,
+        )
+        (results_dir() / "replay_profile.txt").write_text(text + "\n\n" + read_text)
+
+        # d. the same ticks (the first N_KAFKA, plus padding) through Kafka and one worker
+        subset = ticks[: N_KAFKA + PAD]
         expected = expected_outputs(cfg, subset)
-        run = throughput_run(subset, expected, workdir)
-        ok &= run.drained
+        run = throughput_run(subset, N_KAFKA, expected, workdir)
+        ok &= run.ok
 
         def vs(rate: float, base: float) -> str:
             return f"{rate / base:.3f}x"
@@ -167,6 +194,13 @@ def main() -> int:
             vs(rr, GOAL),
         )
         report.add("c. engine.on_tick alone (ticks in a list)", eng, eng_s, vs(eng, read), "")
+        report.add(
+            "   (a's Parquet → merged Arrow table alone)",
+            table_rate,
+            table_s,
+            vs(table_rate, read),
+            "",
+        )
         report.add(
             f"d. Kafka + faust worker ({N_KAFKA:,} ticks, through execution)",
             run.through_execution_rate,
@@ -185,21 +219,28 @@ def main() -> int:
             else f"WARNING: b and c differ: {results['b']} vs {results['c']}"
         )
         report.notes.append(
-            "d made exactly the engine's decisions/executions for its ticks "
+            "d made exactly the engine's decisions/executions for its ticks, byte for byte "
             f"({expected.decisions:,} / {expected.executions:,})"
-            if run.drained
-            else f"WARNING: the worker did not finish its {N_KAFKA:,} ticks: {run.counts}"
+            if run.ok
+            else f"WARNING: the worker's run differs from the engine: {run.parity}"
+        )
+        report.notes.append(
+            "b per tick: "
+            + ", ".join(f"{k.replace('_', ' ')} {v:.2f} µs" for k, v in parts_us.items())
+            + f" (sum {sum(parts_us.values()):.2f} µs = {1e6 / sum(parts_us.values()):,.0f}/s)"
         )
         report.notes.append(
             "engine self time (cProfile, % of profiled): "
             + ", ".join(f"{r['function']} {r['self_pct']}" for r in top_self[:5])
-            + " — top-25 in benchmarks/results/replay_profile.txt"
+            + f" — top functions in {results_dir() / 'replay_profile.txt'}"
         )
         report.notes.append(f"total benchmark time {time.perf_counter() - started:.0f} s")
         report.extra = {
             "ticks": N,
             "coins": COINS,
-            "rates": {"a": read_all, "b": rr_all, "c": eng_all},
+            "rates": {"a": read_all, "b": rr_all, "c": eng_all, "table": table_all},
+            "b_per_tick_us": parts_us,
+            "read_profile_top_self": read_top,
             "decisions": decisions,
             "executions": executions,
             "kafka": {
@@ -207,6 +248,7 @@ def main() -> int:
                 "coin_stage_rate": run.coin_stage_rate,
                 "through_execution_rate": run.through_execution_rate,
                 "drained": run.drained,
+                "parity": run.parity,
                 "counts": run.counts,
             },
             "engine_profile_top_self": top_self,

@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -16,6 +17,22 @@ from rich.console import Console
 from rich.table import Table
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+#: ``HURACAN_BENCH_QUICK=1``: benchmarks that support it run smaller (fewer ticks, fewer repeats)
+#: for iterating on a change. Quick figures are only a direction: they are saved under
+#: :func:`results_dir` in the temp folder, never in ``results/``, which holds full runs only.
+QUICK = os.environ.get("HURACAN_BENCH_QUICK", "").strip() not in ("", "0")
+
+
+def results_dir() -> Path:
+    """Where results and profiles are saved: ``results/`` for a full run, a folder under the
+    temp directory in quick mode (so a quick run never overwrites a full run's figures)."""
+    if QUICK:
+        out = Path(tempfile.gettempdir()) / "huracan-bench-quick"
+        out.mkdir(parents=True, exist_ok=True)
+        return out
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    return RESULTS_DIR
 
 
 @dataclass
@@ -94,11 +111,11 @@ class Report:
         console.print(table)
         for note in self.notes:
             console.print(f"  {note}")
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        out = RESULTS_DIR / f"{self.name}.json"
+        out = results_dir() / f"{self.name}.json"
         payload = {
             "name": self.name,
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **({"quick": True} if QUICK else {}),
             "machine": {
                 "python": platform.python_version(),
                 "cpus": os.cpu_count(),
@@ -110,7 +127,8 @@ class Report:
             **({"extra": self.extra} if self.extra else {}),
         }
         out.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
-        console.print(f"  saved {out.relative_to(RESULTS_DIR.parent.parent)}")
+        shown = out.relative_to(RESULTS_DIR.parent.parent) if not QUICK else out
+        console.print(f"  saved {shown}" + (" (quick mode: not a result)" if QUICK else ""))
         return out
 
 

@@ -29,7 +29,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from huracan.agents.archive_agent import build_archive_agents
 from huracan.agents.batching import ProcessedEvent
-from huracan.agents.pipeline import Pipeline, build_pipeline
+from huracan.agents.consumer import use_batch_drain_consumer
+from huracan.agents.pipeline import STATE_ROW_MAX_BYTES, Pipeline, build_pipeline
 from huracan.agents.recovery import SeekFirstTableManager
 from huracan.config import HuracanConfig, load_config
 from huracan.models import RegistryModels
@@ -65,6 +66,8 @@ def create_app(
         "broker_commit_every": 1000,
         "broker_commit_interval": 1.0,
         "stream_buffer_maxsize": 16384,
+        # the global risk-state row can pass Kafka's 1 MiB (huracan.agents.pipeline)
+        "producer_max_request_size": STATE_ROW_MAX_BYTES,
         # stream partitions resume only after recovery has sought them (huracan.agents.recovery)
         "TableManager": SeekFirstTableManager,
         # only events an agent finished are acknowledged (huracan.agents.batching)
@@ -73,6 +76,8 @@ def create_app(
     settings.update(overrides)
     Path(settings["datadir"]).mkdir(parents=True, exist_ok=True)
     app = faust.App(cfg.faust.app_id, **settings)
+    # one wait per fetched batch instead of four asyncio tasks per record (agents/consumer.py)
+    use_batch_drain_consumer(app)
     app.huracan_config = cfg  # type: ignore[attr-defined]
     if with_pipeline:
         # each coin's active model from the registry, the baseline otherwise (huracan.models)

@@ -6,11 +6,11 @@ had not processed yet are acknowledged anyway, their offsets are committed, and 
 of the partition starts after them. We measured the loss: a worker stopped mid-stream and
 restarted produced 2,928 of 3,000 feature vectors.
 
-:func:`take_batches` is the same buffering (it reuses the stream's processor hook exactly as
-``take_events`` does in faust-streaming 0.15.3, pinned) with one change: a batch is acknowledged
-only when the agent asks for the next one, that is, after it has finished the batch. A batch the
-agent did not finish is never acknowledged, so it is delivered again; the engine's derived ids
-make the second delivery harmless.
+:func:`take_batches` acknowledges a batch only when the agent asks for the next one, that is,
+after it has finished the batch. A batch the agent did not finish is never acknowledged, so it
+is delivered again; the engine's derived ids make the second delivery harmless. It also takes
+each batch from the stream's buffer in one step, where Faust's stream iterator spends a turn of
+the event loop and a processor call on every event (faust-streaming 0.15.3, pinned).
 
 Faust also acknowledges, on its own, every event a stream drops because flow control is
 suspended or the consumer generation changed (a worker stopping, a rebalance): the event was
@@ -28,7 +28,6 @@ from typing import Any
 
 import faust
 from faust.types import EventT, StreamT
-from mode.utils.futures import notify
 
 
 class ProcessedEvent(faust.Event):
@@ -55,58 +54,66 @@ class ProcessedEvent(faust.Event):
 async def take_batches(
     stream: StreamT[Any], max_: int, within: float
 ) -> AsyncIterator[Sequence[EventT[Any]]]:
-    """Up to ``max_`` events at a time, waiting at most ``within`` seconds to fill a batch."""
+    """Up to ``max_`` events at a time: whatever the stream's buffer holds when the agent asks
+    for the next batch, or, when it holds nothing, the first events to arrive within ``within``
+    seconds (then the stream's stop flag is checked and the wait starts again).
+
+    The events are taken straight from the stream's channel buffer, where Faust's conductor
+    puts them, with the per-event bookkeeping of Faust's stream iterator (faust-streaming
+    0.15.3, pinned): an event that arrived while flow control was suspended or under an older
+    consumer generation is dropped (it was not processed, so it is not acknowledged, and the
+    partition's next owner reads it again), the others are tracked as unacknowledged until
+    their batch is finished. Faust's iterator also yields to the event loop and runs its
+    processor chain once per event; taking a batch in one step is what lets one worker go
+    past a few thousand events per second (see benchmarks/bench_pipeline.py).
+    """
     s: Any = stream
-    buffer: list[Any] = []
-    events: list[EventT[Any]] = []
-    buffer_full = asyncio.Event()
-    buffer_consumed = asyncio.Event()
-    buffer_consuming: asyncio.Future[None] | None = None
-    enable_acks = s.enable_acks
-
-    async def add_to_buffer(value: Any) -> Any:
-        nonlocal buffer_consuming
-        if buffer_consuming is not None:
-            try:
-                await buffer_consuming
-            finally:
-                buffer_consuming = None
-        event = s.current_event
-        if event is None:
-            raise RuntimeError("take_batches: the stream has no current event")
-        buffer.append(value)
-        events.append(event)
-        if len(buffer) >= max_:
-            buffer_full.set()
-            buffer_consumed.clear()
-            await s.wait(buffer_consumed)
-        return value
-
-    s.enable_acks = False
-    s.add_processor(add_to_buffer)
-    s._enable_passive(aiter(s.channel))
+    channel: Any = aiter(s.channel)  # the conductor delivers to this channel's buffer
+    queue = channel.queue
+    app = s.app
+    flow_control = app.flow_control
+    acking_topics = app.topics._acking_topics
+    track = app.consumer._unacked_messages.add
+    wait_for = asyncio.wait_for
+    started = await s.maybe_start()
     try:
         while not s.should_stop:
-            await s.wait_for_stopped(buffer_full, timeout=within)
-            if not buffer:
-                continue
-            buffer_consuming = asyncio.get_running_loop().create_future()
-            batch = list(events)
-            finished = False
             try:
-                yield batch
-                finished = True
-            finally:
-                buffer.clear()
-                events.clear()
-                if finished:
-                    for event in batch:
-                        if isinstance(event, ProcessedEvent):
-                            event.processed = True
-                        await s.ack(event)
-                notify(buffer_consuming)
-                buffer_full.clear()
-                buffer_consumed.set()
+                if queue.empty():
+                    try:
+                        first = await wait_for(queue.get(), within)
+                    except TimeoutError:
+                        continue
+                    taken = [first]
+                else:
+                    taken = [queue.get_nowait()]
+                while len(taken) < max_ and not queue.empty():
+                    taken.append(queue.get_nowait())
+            except StopAsyncIteration:
+                return  # the channel was closed (the worker is stopping), as Faust's iterator
+            active = flow_control.is_active()
+            generation = app.consumer_generation_id
+            batch: list[EventT[Any]] = []
+            for event in taken:
+                if not isinstance(event, EventT):
+                    raise TypeError(f"take_batches: {type(event).__name__} is not a Faust event")
+                message = event.message
+                if not active or message.generation_id != generation:
+                    continue  # dropped unprocessed, as Faust's stream drops it
+                if message.topic in acking_topics and not message.tracked:
+                    message.tracked = True
+                    track(message)
+                batch.append(event)
+            if not batch:
+                continue
+            yield batch
+            # the agent asked for the next batch: this one is finished
+            for event in batch:
+                if isinstance(event, ProcessedEvent):
+                    event.processed = True
+                event.ack()
     finally:
-        s.enable_acks = enable_acks
-        s._processors.remove(add_to_buffer)
+        s._channel_stop_iteration(channel)
+        if started:
+            await s.stop()
+            s.service_reset()

@@ -69,6 +69,7 @@ __all__ = [
 
 #: basis points per unit
 BPS: Final = 10_000.0
+_INF: Final = math.inf
 STATE_VERSION: Final = 1
 
 TradeDirection = Literal["long", "short"]
@@ -302,15 +303,18 @@ class CostBook:
         Raises :class:`InvalidQuoteError` (crossed, non-positive, non-finite, bad timestamp)
         or :class:`InvalidSymbolError`, leaving the book unchanged.
         """
-        _check_symbol(symbol)
-        if not _finite(bid) or not _finite(ask):
-            raise InvalidQuoteError(f"{symbol}: bid and ask must be finite, got {bid!r}/{ask!r}")
-        if bid <= 0 or ask <= 0:
-            raise InvalidQuoteError(f"{symbol}: bid and ask must be > 0, got {bid!r}/{ask!r}")
-        if bid > ask:
-            raise InvalidQuoteError(f"{symbol}: crossed quote, bid {bid!r} > ask {ask!r}")
-        if not _finite(timestamp):
-            raise InvalidQuoteError(f"{symbol}: timestamp must be finite, got {timestamp!r}")
+        if not (
+            # the common case in one expression (NaN fails every comparison); anything else,
+            # valid or not, takes the checks below, which say what is wrong
+            type(bid) is float
+            and type(ask) is float
+            and type(timestamp) is float
+            and 0.0 < bid <= ask < _INF
+            and -_INF < timestamp < _INF
+            and type(symbol) is str
+            and symbol
+        ):
+            _check_quote(symbol, bid, ask, timestamp)
         entry = self._entries.get(symbol)
         if entry is None:
             entry = self._entries[symbol] = self._new_entry()
@@ -509,9 +513,9 @@ class CostBook:
         Never raises for an unknown or stale symbol (those are reasons); raises
         :class:`InvalidCostRequestError` for a non-finite edge or time, or a bad direction.
         """
-        if not _finite(edge_bps):
+        if not (type(edge_bps) is float and -_INF < edge_bps < _INF) and not _finite(edge_bps):
             raise InvalidCostRequestError(f"edge_bps must be finite, got {edge_bps!r}")
-        if not _finite(now):
+        if not (type(now) is float and -_INF < now < _INF) and not _finite(now):
             raise InvalidCostRequestError(f"now must be finite, got {now!r}")
         entry = self._entries.get(symbol)
         if entry is None or entry.quoted_at is None:
@@ -687,3 +691,16 @@ class CostBook:
 def _check_symbol(symbol: object) -> None:
     if not isinstance(symbol, str) or not symbol:
         raise InvalidSymbolError(f"symbol must be a non-empty string, got {symbol!r}")
+
+
+def _check_quote(symbol: object, bid: object, ask: object, timestamp: object) -> None:
+    """The checks of :meth:`CostBook.update_spread`, in order; raises the first that fails."""
+    _check_symbol(symbol)
+    if not _finite(bid) or not _finite(ask):
+        raise InvalidQuoteError(f"{symbol}: bid and ask must be finite, got {bid!r}/{ask!r}")
+    if bid <= 0 or ask <= 0:  # type: ignore[operator]
+        raise InvalidQuoteError(f"{symbol}: bid and ask must be > 0, got {bid!r}/{ask!r}")
+    if bid > ask:  # type: ignore[operator]
+        raise InvalidQuoteError(f"{symbol}: crossed quote, bid {bid!r} > ask {ask!r}")
+    if not _finite(timestamp):
+        raise InvalidQuoteError(f"{symbol}: timestamp must be finite, got {timestamp!r}")

@@ -95,6 +95,9 @@ class TickOutcome:
     requests: list[dict[str, Any]] = field(default_factory=list)
     #: the cost check's reason code when a signal failed it
     cost_rejection: str | None = None
+    #: ``signal.to_record()``, made once for the exit rules, the request and the caller (the
+    #: coin agent encodes it); shared, so nobody may change it
+    signal_record: dict[str, Any] | None = None
 
 
 def process_tick(
@@ -130,7 +133,8 @@ def process_tick(
     if signal is None:
         return out
     out.signal = signal
-    out.requests += monitor.on_signal(_signal_dict(signal), bid, ask)
+    record = out.signal_record = signal.to_record()
+    out.requests += monitor.on_signal(record, bid, ask)
     check = costs.check_trade_cost(
         coin,
         signal.edge_bps,
@@ -141,7 +145,7 @@ def process_tick(
     if not check.ok:
         out.cost_rejection = str(check.reason_code)
         return out
-    request = open_request_from_signal(signal, check, sector=sector, bid=bid, ask=ask)
+    request = open_request_from_signal(record, check, sector=sector, bid=bid, ask=ask)
     monitor.on_request(request)
     out.requests.append(request)
     return out
@@ -219,9 +223,11 @@ class TradingEngine:
         ts = int(tick["ts"])
         self.stats.ticks += 1
         # everything before this tick's time is final: decide it first
-        self.order.advance(0, ts)
-        for request in self.order.release():
-            self._sequence(request, out)
+        order = self.order
+        order.advance(0, ts)
+        if order.held:  # release() of an empty order returns [] and changes nothing
+            for request in order.release():
+                self._sequence(request, out)
         state = self.feature_state.get(coin)
         if state is None:
             state = self.feature_state[coin] = FeatureState()

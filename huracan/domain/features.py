@@ -94,10 +94,28 @@ class FeatureVector:
     n_ticks: int
 
     def to_record(self) -> dict[str, Any]:
-        """The ``FeatureVector`` event record (schema ``feature_vector.avsc``)."""
-        record: dict[str, Any] = {k: getattr(self, k) for k in self.__slots__}
-        record["extra"] = {}
-        return record
+        """The ``FeatureVector`` event record (schema ``feature_vector.avsc``): every field, in
+        declaration order, plus ``extra`` (empty). Spelled out: it runs for every tick."""
+        return {
+            "event_id": self.event_id,
+            "correlation_id": self.correlation_id,
+            "causation_id": self.causation_id,
+            "coin": self.coin,
+            "exchange": self.exchange,
+            "ts": self.ts,
+            "seq": self.seq,
+            "mid": self.mid,
+            "bid": self.bid,
+            "ask": self.ask,
+            "ret_bps": self.ret_bps,
+            "mean_ret_bps": self.mean_ret_bps,
+            "volatility_bps": self.volatility_bps,
+            "spread_bps": self.spread_bps,
+            "vwap": self.vwap,
+            "momentum_bps": self.momentum_bps,
+            "n_ticks": self.n_ticks,
+            "extra": {},
+        }
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> FeatureVector:

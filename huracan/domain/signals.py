@@ -44,10 +44,24 @@ class Signal:
     ask: float
 
     def to_record(self) -> dict[str, Any]:
-        """The ``Signal`` event record (schema ``signal.avsc``)."""
-        record: dict[str, Any] = {k: getattr(self, k) for k in self.__slots__}
-        record["confidence"] = None
-        return record
+        """The ``Signal`` event record (schema ``signal.avsc``): every field, in declaration
+        order, plus ``confidence`` (None). Spelled out: it runs for every signal."""
+        return {
+            "event_id": self.event_id,
+            "correlation_id": self.correlation_id,
+            "causation_id": self.causation_id,
+            "coin": self.coin,
+            "exchange": self.exchange,
+            "ts": self.ts,
+            "direction": self.direction,
+            "edge_bps": self.edge_bps,
+            "size_usd": self.size_usd,
+            "model_version": self.model_version,
+            "mid": self.mid,
+            "bid": self.bid,
+            "ask": self.ask,
+            "confidence": None,
+        }
 
 
 class SignalModel(Protocol):

@@ -1,0 +1,98 @@
+"""The worker's Kafka consumer: faust-streaming's, minus four asyncio tasks per record.
+
+Faust's fetch loop (``Consumer._drain_messages``, faust-streaming 0.15.3, pinned) hands every
+fetched record to the conductor inside ``Service.wait_first(callback(message),
+suspend_flow.wait())``, so that a rebalance (which sets ``suspend_flow``) can abandon a
+delivery that is blocked on a full stream buffer. ``wait_first`` wraps each of its awaitables
+and the service's ``stopped`` and ``crashed`` events in a task, waits for the first, and cancels
+the rest: four tasks, an ``asyncio.wait`` and three cancellations for every record. We measured
+the cost on this machine with an agent that does nothing with its records: about 9,400 records
+per second through Faust's loop, 56,000 with the loop below.
+
+:class:`BatchDrainConsumer` runs the same loop, step for step (read offsets, gaps, periodic
+commits, the conductor callback, a yield to the event loop every 100 records), with one
+difference: it waits for "delivered, or flow suspended, or stopped" once per fetched batch of
+records instead of once per record. When a rebalance suspends the flow in the middle of a batch,
+the rest of that batch is abandoned exactly as Faust abandons the record it was delivering: its
+offsets were never acknowledged, so nothing is committed past them, and the consumer seeks back
+to the committed offsets after the rebalance (Faust's own behaviour for a suspended flow).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
+
+#: records delivered between two yields to the event loop (Faust's own value)
+YIELD_EVERY = 100
+
+
+class BatchDrainConsumer(AIOKafkaConsumer):
+    """Faust's aiokafka consumer with a fetch loop that waits once per batch (module doc)."""
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - the worker's
+        callback = self.callback
+        getmany = self.getmany
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        get_read_offset = self._read_offset.__getitem__
+        set_read_offset = self._read_offset.__setitem__
+        set_flag = self.diag.set_flag
+        unset_flag = self.diag.unset_flag
+        commit_every = self._commit_every
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        sleep = asyncio.sleep
+
+        async def deliver(records: AsyncIterator[Any]) -> None:
+            # the body of Faust's per-record loop, with the callback awaited in place
+            since_yield = 0
+            async for tp, message in records:
+                since_yield += 1
+                if since_yield > YIELD_EVERY:
+                    await sleep(0)
+                    since_yield = 0
+                offset = message.offset
+                r_offset = get_read_offset(tp)
+                if r_offset is None or offset >= r_offset:
+                    gap = offset - (r_offset or 0)
+                    if gap > 1 and r_offset and acks_enabled_for(message.topic):
+                        await self._add_gap(tp, r_offset + 1, offset)
+                    if commit_every is not None and self._n_acked >= commit_every:
+                        self._n_acked = 0
+                        await self.commit()
+                    await callback(message)
+                    set_read_offset(tp, offset)
+
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                set_flag(CONSUMER_FETCHING)
+                records = getmany(timeout=1.0)
+                # as Faust: getmany may return at once, over and over; let others run
+                await self.sleep(0)
+                if not self.should_stop:
+                    await self.wait_first(deliver(records), self.suspend_flow.wait())
+                unset_flag(CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                self.log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                self.log.info("Consumer shutting down for user cancel.")
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
+        finally:
+            unset_flag(CONSUMER_FETCHING)
+
+
+def use_batch_drain_consumer(app: Any) -> None:
+    """Make ``app``'s worker consume with :class:`BatchDrainConsumer` (before it starts)."""
+    app.transport.Consumer = BatchDrainConsumer
