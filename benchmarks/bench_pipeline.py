@@ -319,7 +319,11 @@ class Outputs:
 
 
 #: the worker's counters that say whether its sequencer left event-time order
-ORDER_COUNTERS = ("huracan_late_requests_total", "huracan_idle_releases_total")
+ORDER_COUNTERS = (
+    "huracan_late_requests_total",
+    "huracan_stall_releases_total",
+    "huracan_idle_partitions_total",
+)
 
 
 def order_counters(worker: WorkerHandle) -> dict[str, float]:

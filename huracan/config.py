@@ -205,9 +205,25 @@ class FaustConfig(_Section):
     batch_size: int = Field(500, ge=1)
     batch_timeout_s: float = Field(0.05, gt=0)
     #: the risk sequencer decides trade requests in event-time order once every market-data
-    #: partition's watermark has passed them; when requests wait and the slowest watermark has
-    #: not moved for this long (a silent partition, the end of the data) they are released
+    #: partition's watermark has passed them (huracan/domain/ordering.py). A partition whose
+    #: consumer is caught up and has had no tick for order_idle_ms is declared idle by its coin
+    #: agent and no longer holds the others back; a partition that is only behind is waited for
     order_idle_ms: int = Field(2000, ge=1)
+    #: the safety net: requests held while the slowest watermark has not moved for this long
+    #: (its worker died and nobody owns the partition yet) are released, out of event-time
+    #: order, and counted (huracan_stall_releases_total). Must exceed order_idle_ms
+    order_stall_ms: int = Field(30_000, ge=1)
+
+    @field_validator("order_stall_ms")
+    @classmethod
+    def _stall_after_idle(cls, v: int, info: Any) -> int:
+        idle = info.data.get("order_idle_ms", 2000)
+        if v <= idle:
+            raise ValueError(
+                f"order_stall_ms ({v}) must exceed order_idle_ms ({idle}): a stall release "
+                "before partitions can be declared idle would decide out of event-time order"
+            )
+        return v
 
 
 #: catalog topics (suffixes) the archive agent may archive: their events have coin, ts, event_id

@@ -44,6 +44,7 @@ def config_env(cfg: HuracanConfig, port: int, datadir: Path) -> dict[str, str]:
         "HURACAN__faust__batch_size": str(cfg.faust.batch_size),
         "HURACAN__faust__batch_timeout_s": str(cfg.faust.batch_timeout_s),
         "HURACAN__faust__order_idle_ms": str(cfg.faust.order_idle_ms),
+        "HURACAN__faust__order_stall_ms": str(cfg.faust.order_stall_ms),
         "HURACAN__faust__processing_guarantee": cfg.faust.processing_guarantee,
         "HURACAN__faust__datadir": str(datadir),
         **{f"HURACAN__kafka__partitions__{k}": str(getattr(p, k)) for k in type(p).model_fields},

@@ -52,11 +52,12 @@ class ProcessedEvent(faust.Event):
 
 
 async def take_batches(
-    stream: StreamT[Any], max_: int, within: float
+    stream: StreamT[Any], max_: int, within: float, *, yield_empty: bool = False
 ) -> AsyncIterator[Sequence[EventT[Any]]]:
     """Up to ``max_`` events at a time: whatever the stream's buffer holds when the agent asks
     for the next batch, or, when it holds nothing, the first events to arrive within ``within``
-    seconds (then the stream's stop flag is checked and the wait starts again).
+    seconds (then the stream's stop flag is checked and the wait starts again; with
+    ``yield_empty`` an empty batch is yielded first, so the agent can do its idle-time work).
 
     The events are taken straight from the stream's channel buffer, where Faust's conductor
     puts them, with the per-event bookkeeping of Faust's stream iterator (faust-streaming
@@ -83,6 +84,8 @@ async def take_batches(
                     try:
                         first = await wait_for(queue.get(), within)
                     except TimeoutError:
+                        if yield_empty:
+                            yield ()
                         continue
                     taken = [first]
                 else:

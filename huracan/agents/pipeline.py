@@ -61,6 +61,7 @@ from faust.streams import _current_event
 from faust.types import EventT, StreamT
 
 from huracan.agents.batching import take_batches
+from huracan.agents.idleness import PartitionIdleness
 from huracan.config import ConfigError, HuracanConfig
 from huracan.domain.costs import CostBook, CostSettings
 from huracan.domain.engine import apply_cost_update, process_tick
@@ -84,9 +85,14 @@ RISK_KEY = "global"
 #: hold thousands, and one row with all of them outgrew Kafka's 1 MB record limit (measured:
 #: 12,000 ticks published before the worker started crashed its producer at 1,032,606 bytes)
 HELD_PREFIX = "held:"
+#: and the sequencer's de-duplication window, one key per remembered id (its number the value):
+#: up to 100,000 ids, about 3 MB, which the global row used to carry and rewrite every batch
+SEEN_PREFIX = "seen:"
+#: the paper exchange's window of filled execution ids, in the exchange-state table, likewise
+FILLED_PREFIX = "filled:"
 #: the largest single-writer state row (the risk-state changelog's ``max.message.bytes``; the
-#: app's ``producer_max_request_size`` must be at least this): the global risk row carries the
-#: sequencer's de-duplication window, up to 100,000 request ids, past Kafka's default 1 MiB
+#: app's ``producer_max_request_size`` must be at least this): the global risk row carries every
+#: open trade, and a book of thousands can pass Kafka's default 1 MiB
 STATE_ROW_MAX_BYTES = 16 * 1024 * 1024
 EXCHANGE_KEY = "paper"
 
@@ -221,7 +227,7 @@ def build_pipeline(
     catalog = TopicCatalog.from_config(cfg)
     pipe = Pipeline(app, cfg, serde)
     batch, within = cfg.faust.batch_size, cfg.faust.batch_timeout_s
-    idle_us = cfg.faust.order_idle_ms * 1000
+    stall_us = cfg.faust.order_stall_ms * 1000
 
     def raw_topic(*names: str, **options: Any) -> Any:
         """A Faust channel over ``names`` whose keys and values stay bytes (our serde decodes)."""
@@ -276,6 +282,25 @@ def build_pipeline(
     rules = exit_rules(cfg)
 
     # --------------------------------------------------------------------------- helpers
+    def store_window(
+        tbl: Any, prefix: str, changes: tuple[list[tuple[str, int]], list[str]]
+    ) -> None:
+        """A de-duplication window's changes (huracan.domain.dedupe), one key per id."""
+        remembered, forgotten = changes
+        for key, n in remembered:
+            tbl[prefix + key] = n
+        for key in forgotten:
+            if prefix + key in tbl:
+                del tbl[prefix + key]
+
+    def numbered_keys(tbl: Any, prefix: str) -> list[tuple[str, int]]:
+        """The ``(id, number)`` pairs :func:`store_window` wrote under ``prefix``."""
+        return [
+            (str(k)[len(prefix) :], int(v))
+            for k, v in tbl.items()
+            if v is not None and str(k).startswith(prefix)
+        ]
+
     def enter(event: EventT[Any]) -> None:
         """Make ``event`` Faust's current event: table writes go to its partition."""
         _current_event.set(weakref.ref(event))
@@ -299,8 +324,10 @@ def build_pipeline(
         log.warning("dead-lettered %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, reason)
         await out.send(t_dead, msg.key, serde.encode("DeadLetter", record))
 
-    async def batches(stream: StreamT[bytes]) -> AsyncIterator[Sequence[EventT[Any]]]:
-        async for events in take_batches(stream, batch, within):
+    async def batches(
+        stream: StreamT[bytes], *, yield_empty: bool = False
+    ) -> AsyncIterator[Sequence[EventT[Any]]]:
+        async for events in take_batches(stream, batch, within, yield_empty=yield_empty):
             yield events
 
     def observe_in(agent: str, topic_name: str, n: int = 1) -> None:
@@ -310,8 +337,54 @@ def build_pipeline(
         metrics.RECORDS_OUT.labels(agent=agent, topic=t.get_topic_name()).inc(n)
 
     # --------------------------------------------------------------------------- coin
+    idleness = PartitionIdleness(idle_after_s=cfg.faust.order_idle_ms / 1000)
+
+    async def forget_idleness(sender: Any, /, *args: Any, **kwargs: Any) -> None:
+        idleness.reset()
+
+    app.on_partitions_revoked.connect(forget_idleness)
+
+    def idle_marks(now: float) -> list[tuple[int, int]]:
+        consumer: Any = app.consumer
+        committed = consumer._committed_offset
+        assigned = {tp.partition: tp for tp in consumer.assignment() if tp.topic == tick_topic}
+        return idleness.to_declare(
+            assigned,
+            high=lambda p: consumer.highwater(assigned[p]),
+            committed=lambda p: committed.get(assigned[p]),
+            now=now,
+        )
+
+    def watermark(part: int, ts: int, last_id: str | None, *, idle: bool = False) -> bytes:
+        event_id = f"wm:{tick_topic}:{part}:{ts}" + (":idle" if idle else "")
+        return serde.encode(
+            "Watermark",
+            {
+                "event_id": event_id,
+                "correlation_id": event_id,
+                "causation_id": last_id,
+                "source_topic": tick_topic,
+                "partition": part,
+                "ts": ts,
+                "idle": idle,
+            },
+        )
+
     async def coin_agent(stream: StreamT[bytes]) -> None:
-        async for events in batches(stream):
+        async for events in batches(stream, yield_empty=True):
+            mono_now = time.monotonic()
+            if not events:  # the stream is quiet: only the idle check
+                if idleness.due(mono_now):
+                    marks_out = idle_marks(mono_now)
+                    if marks_out:
+                        out = await _Outbox.of(app)
+                        for part, ts in marks_out:
+                            await out.send(
+                                t_requests, str(part).encode(), watermark(part, ts, None, idle=True)
+                            )
+                        metrics.IDLE_PARTITIONS.inc(len(marks_out))
+                        await out.delivered()
+                continue
             out = await _Outbox.of(app)
             dirty: dict[str, tuple[EventT[Any], CoinState]] = {}
             marks: dict[int, tuple[int, str]] = {}
@@ -322,6 +395,8 @@ def build_pipeline(
                 src = event.message.topic
                 n_in[src] += 1
                 is_tick = src == tick_topic
+                if is_tick:
+                    idleness.on_tick(event.message.partition, event.message.offset, mono_now)
                 try:
                     record = serde.decode(
                         event.message.value, expected="MarketTick" if is_tick else "CostUpdate"
@@ -379,16 +454,16 @@ def build_pipeline(
                         metrics.EXITS.labels(reason=str(request["exit_reason"])).inc()
             # after the batch's requests, on the same partition: the watermarks
             for part, (ts, last_id) in marks.items():
-                mark_record = {
-                    "event_id": f"wm:{tick_topic}:{part}:{ts}",
-                    "correlation_id": f"wm:{tick_topic}:{part}:{ts}",
-                    "causation_id": last_id,
-                    "source_topic": tick_topic,
-                    "partition": part,
-                    "ts": ts,
-                }
-                encoded = serde.encode("Watermark", mark_record)
-                await out.send(t_requests, str(part).encode(), encoded)
+                await out.send(t_requests, str(part).encode(), watermark(part, ts, last_id))
+                idleness.on_mark(part, ts)
+            # a partition silent while others keep this agent busy
+            if idleness.due(mono_now):
+                marks_out = idle_marks(mono_now)
+                for part, ts in marks_out:
+                    await out.send(
+                        t_requests, str(part).encode(), watermark(part, ts, None, idle=True)
+                    )
+                metrics.IDLE_PARTITIONS.inc(len(marks_out))
             for src, n in n_in.items():
                 observe_in("coin", src, n)
             outs = ((t_features, n_features), (t_signals, n_signals), (t_requests, n_requests))
@@ -419,18 +494,27 @@ def build_pipeline(
         seq = holder.get("sequencer")
         if seq is None:
             stored = risk_table.get(RISK_KEY)
-            held = {
-                str(k)[len(HELD_PREFIX) :]: v
-                for k, v in risk_table.items()
-                if str(k).startswith(HELD_PREFIX) and v is not None
-            }
+            held: dict[str, Any] = {}
+            seen: list[tuple[str, int]] = []
+            for k, v in risk_table.items():
+                key = str(k)
+                if v is None:
+                    continue
+                if key.startswith(HELD_PREFIX):
+                    held[key[len(HELD_PREFIX) :]] = v
+                elif key.startswith(SEEN_PREFIX):
+                    seen.append((key[len(SEEN_PREFIX) :], int(v)))
             holder["held_keys"] = set(held)
             if stored is not None:
-                seq = RiskSequencer.from_dict(stored["sequencer"])
+                legacy = "seen" in stored["sequencer"]  # the window in the row, as before
+                seq = RiskSequencer.from_dict(stored["sequencer"], seen=None if legacy else seen)
+                seq.journal_seen(include_current=legacy)
                 order = EventTimeOrder.from_dict({"held": list(held.values()), **stored["order"]})
+                order.idle_us = stall_us  # the configuration in force, not the stored one
             else:
                 seq = new_sequencer(cfg)
-                order = EventTimeOrder(partitions=partitions, idle_us=idle_us)
+                seq.journal_seen()
+                order = EventTimeOrder(partitions=partitions, idle_us=stall_us)
             holder["sequencer"], holder["order"] = seq, order
         return holder["sequencer"], holder["order"]
 
@@ -482,7 +566,11 @@ def build_pipeline(
                     elif kind == "Watermark":
                         if record["partition"] >= 0:
                             changed = True
-                            order.advance(int(record["partition"]), int(record["ts"]), now_us)
+                            part, ts = int(record["partition"]), int(record["ts"])
+                            if record.get("idle"):
+                                order.mark_idle(part, ts, now_us)
+                            else:
+                                order.advance(part, ts, now_us)
                     else:
                         changed = True
                         for late in order.add(record, now_us):
@@ -491,12 +579,17 @@ def build_pipeline(
                 except OrderingError as exc:
                     await dead_letter(out, event, "sequencer", exc)
                     continue
-            idle_before = order.stats.idle_releases
+            stalls_before = order.stats.stall_releases
             released = order.release(now_us)
             for request in released:
                 await decide(out, seq, request)
-            if order.stats.idle_releases > idle_before:
-                metrics.IDLE_RELEASES.inc()
+            if order.stats.stall_releases > stalls_before:
+                metrics.STALL_RELEASES.inc()
+                log.warning(
+                    "released %d held requests out of event-time order: the slowest "
+                    "watermark has not moved for faust.order_stall_ms (%d ms)",
+                    len(released), cfg.faust.order_stall_ms,
+                )  # fmt: skip
             metrics.HELD_REQUESTS.set(order.held)
             await out.delivered()
             # a batch of heartbeats that released nothing changed nothing: its rows (the global
@@ -512,13 +605,18 @@ def build_pipeline(
             for rid in stored_keys - held_now.keys():
                 del risk_table[HELD_PREFIX + rid]
             holder["held_keys"] = set(held_now)
-            risk_table[RISK_KEY] = {"sequencer": seq.to_dict(), "order": order_state}
+            store_window(risk_table, SEEN_PREFIX, seq.take_seen_changes())
+            risk_table[RISK_KEY] = {
+                "sequencer": seq.to_dict(include_seen=False),
+                "order": order_state,
+            }
             await changelogs_durable(app)
             metrics.update_exposure(seq.controller.get_exposure_summary())
 
     # a heartbeat on trade-requests wakes the sequencer when no partition sends anything, so
-    # held requests are released after faust.order_idle_ms (see EventTimeOrder)
-    heartbeat_s = max(cfg.faust.order_idle_ms / 4000, 0.05)
+    # held requests are released after faust.order_stall_ms (see EventTimeOrder); idle
+    # partitions need no heartbeat, their coin agent's idle mark wakes the sequencer
+    heartbeat_s = max(cfg.faust.order_stall_ms / 8000, 0.05)
 
     async def heartbeat() -> None:
         now_us = int(wall_clock() * 1e6)
@@ -540,7 +638,14 @@ def build_pipeline(
             exchange: PaperExchange | None = holder.get("exchange")
             if exchange is None:
                 stored = exchange_table.get(EXCHANGE_KEY)
-                exchange = PaperExchange.from_dict(stored) if stored else PaperExchange()
+                if stored is None:
+                    exchange = PaperExchange()
+                    exchange.journal_filled()
+                else:
+                    legacy = "filled" in stored  # the window in the row, as before
+                    filled = None if legacy else numbered_keys(exchange_table, FILLED_PREFIX)
+                    exchange = PaperExchange.from_dict(stored, filled=filled)
+                    exchange.journal_filled(include_current=legacy)
                 holder["exchange"] = exchange
             out = await _Outbox.of(app)
             for event in events:
@@ -569,7 +674,8 @@ def build_pipeline(
                 metrics.observe_since("decision_to_execution", event.message.timestamp, now)
             await out.delivered()
             enter(events[-1])
-            exchange_table[EXCHANGE_KEY] = exchange.to_dict()
+            store_window(exchange_table, FILLED_PREFIX, exchange.take_filled_changes())
+            exchange_table[EXCHANGE_KEY] = exchange.to_dict(include_filled=False)
             await changelogs_durable(app)
 
     coin_sources = raw_topic(tick_topic, cost_topic)

@@ -25,11 +25,11 @@ at the price the close would get: the bid for a long, the ask for a short) and o
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from huracan.domain.dedupe import DedupeWindow
 from huracan.domain.errors import DomainError
 
 LONG: Final = "LONG"
@@ -72,36 +72,13 @@ class Position:
         return cls(**{k: data[k] for k in cls.__slots__})
 
 
-class _Window:
-    """A bounded set of recently seen ids (oldest forgotten first)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._ids: OrderedDict[str, None] = OrderedDict()
-
-    def add(self, key: str) -> bool:
-        if key in self._ids:
-            return False
-        self._ids[key] = None
-        if len(self._ids) > self.size:
-            self._ids.popitem(last=False)
-        return True
-
-    def to_list(self) -> list[str]:
-        return list(self._ids)
-
-    def load(self, ids: list[str]) -> None:
-        for key in ids:
-            self._ids[key] = None
-
-
 class PaperExchange:
     """Fills decisions deterministically; see the module docstring."""
 
     def __init__(self, params: PaperExchangeParams | None = None, dedupe_window: int = 100_000):
         self.params = params or PaperExchangeParams()
         self.positions: dict[str, Position] = {}
-        self._filled = _Window(dedupe_window)
+        self._filled = DedupeWindow(dedupe_window)
         self.duplicates = 0
 
     def fill(self, decision: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -115,7 +92,7 @@ class PaperExchange:
             return None
         request_id = str(decision["request_id"])
         execution_id = f"exe:{request_id}"
-        if execution_id in self._filled._ids:
+        if execution_id in self._filled:
             self.duplicates += 1
             return None
         bid, ask = decision.get("bid"), decision.get("ask")
@@ -186,22 +163,45 @@ class PaperExchange:
             "realized_pnl_usd": None,
         }
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def to_dict(self, *, include_filled: bool = True) -> dict[str, Any]:
+        """JSON-safe state; ``include_filled=False`` leaves out the de-duplication window of
+        filled execution ids (stored apart: :meth:`journal_filled`)."""
+        data: dict[str, Any] = {
             "positions": [p.to_dict() for p in self.positions.values()],
-            "filled": self._filled.to_list(),
+            "remembered": self._filled.remembered,
         }
+        if include_filled:
+            data["filled"] = self._filled.to_list()
+        return data
 
     @classmethod
     def from_dict(
-        cls, data: Mapping[str, Any], params: PaperExchangeParams | None = None
+        cls,
+        data: Mapping[str, Any],
+        params: PaperExchangeParams | None = None,
+        *,
+        filled: Iterable[tuple[str, int]] | None = None,
     ) -> PaperExchange:
+        """The exchange of :meth:`to_dict`; ``filled`` (``(id, number)`` pairs) gives the
+        window when it was stored apart, and takes precedence over ``data["filled"]``."""
         ex = cls(params)
         for p in data["positions"]:
             pos = Position.from_dict(p)
             ex.positions[pos.trade_id] = pos
-        ex._filled.load(list(data["filled"]))
+        if filled is not None:
+            ex._filled.load(pairs=filled)
+        else:
+            ex._filled.load([str(k) for k in data.get("filled", ())])
+        ex._filled.remembered = max(ex._filled.remembered, int(data.get("remembered", 0)))
         return ex
+
+    def journal_filled(self, *, include_current: bool = False) -> None:
+        """Journal the filled-id window's changes (:meth:`DedupeWindow.journal`)."""
+        self._filled.journal(include_current=include_current)
+
+    def take_filled_changes(self) -> tuple[list[tuple[str, int]], list[str]]:
+        """The filled-id window's ``(remembered, forgotten)`` since the last call."""
+        return self._filled.take_changes()
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,16 +18,28 @@ The in-process engine (:class:`huracan.domain.engine.TradingEngine`) runs the sa
 one partition and the watermark set to each tick's ``ts`` before the tick is processed, which
 yields exactly the same sequence.
 
+A partition with nothing to say would hold everything back, so its owner says so:
+
+* **idle partitions** (as Flink's idle sources): when a market-data partition's consumer is
+  caught up (nothing left to read) and no tick has come for ``faust.order_idle_ms``, the coin
+  agent sends a watermark marked ``idle``. :meth:`EventTimeOrder.mark_idle` takes the partition
+  out of the smallest watermark until its next ordinary watermark; when every partition is idle,
+  everything held is released. An idle partition has sent all it has, so this keeps event-time
+  order. A partition that is merely *behind* (a slow worker, a backlog) is never idle, and the
+  sequencer waits for it: that is what makes a live run's decisions those of its backtest.
+
 Two cases leave pure event time, and both are counted:
 
 * **late**: a request whose ``ts`` is below what was already released (a producer that wrote a
-  partition out of order, or a request redelivered after its turn) is released at once, next;
-* **idle**: when requests are held and the smallest watermark has not moved for ``idle_us`` of
-  the caller's wall clock (a partition with no ticks, a stalled worker, or simply the end of the
-  data), :meth:`release` with ``now_us`` releases every held request, in order, so trading
-  never stops behind a silent partition. The caller passes wall time in; this module reads no
-  clock. While every partition keeps flowing, the smallest watermark moves with each batch and
-  this never happens.
+  partition out of order, a partition that wakes from idle behind the others, or a request
+  redelivered after its turn) is released at once, next;
+* **stalled**: when requests are held and the smallest watermark has not moved for ``idle_us``
+  of the caller's wall clock, :meth:`release` with ``now_us`` releases every held request, in
+  order. This is the safety net for a partition whose owner says nothing at all (a worker that
+  died and whose partitions were not reassigned yet, or requests written with no market data
+  agent running), so trading cannot stop for good behind it. The caller passes wall time in;
+  this module reads no clock. The pipeline sets it well above the idle time
+  (``faust.order_stall_ms``), so it only fires when something is wrong.
 """
 
 from __future__ import annotations
@@ -41,6 +53,7 @@ from huracan.domain.errors import DomainError
 
 _INTENT_RANK: Final = {"CLOSE": 0, "OPEN": 1}
 _NEVER: Final = -(2**63)
+_ALWAYS: Final = 2**63 - 1
 
 
 class OrderingError(DomainError, ValueError):
@@ -64,7 +77,7 @@ def order_key(request: Mapping[str, Any]) -> tuple[int, str, int, str]:
 class OrderStats:
     released: int = 0
     late: int = 0
-    idle_releases: int = 0
+    stall_releases: int = 0
 
 
 @dataclass
@@ -72,7 +85,8 @@ class EventTimeOrder:
     """Holds trade requests until every partition's watermark has passed them.
 
     ``partitions``: how many input partitions send watermarks (0 … partitions-1).
-    ``idle_us``: see the module docstring; ``None`` never releases on idleness.
+    ``idle_us``: the stall timeout (module docstring); ``None`` never releases on a stall.
+    ``idle``: the partitions their owner declared idle (:meth:`mark_idle`).
     """
 
     partitions: int
@@ -80,6 +94,7 @@ class EventTimeOrder:
     watermarks: list[int] = field(default_factory=list)
     released_upto: int = _NEVER
     stats: OrderStats = field(default_factory=OrderStats)
+    idle: set[int] = field(default_factory=set)
     _held: list[tuple[tuple[int, str, int, str], dict[str, Any]]] = field(default_factory=list)
     _moved_at_us: int | None = None
 
@@ -99,7 +114,13 @@ class EventTimeOrder:
 
     @property
     def low_watermark(self) -> int:
-        return min(self.watermarks)
+        """The smallest watermark of the partitions not idle (every request below it is on the
+        topic); when every partition is idle, nothing more is coming: no limit."""
+        idle = self.idle
+        if not idle:
+            return min(self.watermarks)
+        active = [w for p, w in enumerate(self.watermarks) if p not in idle]
+        return min(active) if active else _ALWAYS
 
     def add(self, request: Mapping[str, Any], now_us: int | None = None) -> list[dict[str, Any]]:
         """Hold ``request``; a late one (ts already released) is returned to decide now.
@@ -120,18 +141,40 @@ class EventTimeOrder:
     def advance(self, partition: int, ts: int, now_us: int | None = None) -> None:
         """Partition ``partition`` has sent every request of ticks with ``ts`` below ``ts``.
 
-        Watermarks only move forward; an older one (a redelivery) is ignored. ``now_us``
-        (wall clock) starts the idle timer: it runs from the first watermark that moves (or
-        the first request added) after a (re)start, and restarts whenever the smallest
-        watermark moves, so requests restored with the state are never released for idleness
-        while the worker is still recovering its partitions."""
+        Watermarks only move forward; an older one (a redelivery) is ignored, but any ordinary
+        watermark ends the partition's idleness. ``now_us`` (wall clock) starts the stall
+        timer: it runs from the first watermark that moves (or the first request added) after
+        a (re)start, and restarts whenever the smallest watermark moves, so requests restored
+        with the state are never released on a stall while the worker is still recovering its
+        partitions."""
+        self._check_partition(partition)
+        idle = self.idle
+        if ts <= self.watermarks[partition] and partition not in idle:
+            return  # the in-process engine's every tick: nothing moves
+        low = self.low_watermark
+        idle.discard(partition)
+        if ts > self.watermarks[partition]:
+            self.watermarks[partition] = int(ts)
+        self._moved(low, now_us)
+
+    def mark_idle(self, partition: int, ts: int, now_us: int | None = None) -> None:
+        """Partition ``partition`` is caught up and silent: it has sent every request it has
+        (those of ticks below ``ts``), and it is left out of :attr:`low_watermark` until its
+        next :meth:`advance`."""
+        self._check_partition(partition)
+        low = self.low_watermark
+        if ts > self.watermarks[partition]:
+            self.watermarks[partition] = int(ts)
+        self.idle.add(partition)
+        self._moved(low, now_us)
+
+    def _check_partition(self, partition: int) -> None:
         if not 0 <= partition < self.partitions:
             raise OrderingError(f"watermark for partition {partition}, have {self.partitions}")
-        if ts > self.watermarks[partition]:
-            low = self.low_watermark
-            self.watermarks[partition] = int(ts)
-            if now_us is not None and (self._moved_at_us is None or self.low_watermark > low):
-                self._moved_at_us = now_us
+
+    def _moved(self, low_before: int, now_us: int | None) -> None:
+        if now_us is not None and (self._moved_at_us is None or self.low_watermark > low_before):
+            self._moved_at_us = now_us
 
     def release(self, now_us: int | None = None) -> list[dict[str, Any]]:
         """The held requests now in order, oldest key first (see the module docstring)."""
@@ -144,7 +187,7 @@ class EventTimeOrder:
             and self._held[0][0][0] >= limit
             and now_us - self._moved_at_us >= self.idle_us
         ):
-            self.stats.idle_releases += 1
+            self.stats.stall_releases += 1
             self._moved_at_us = now_us
             return self.drain()
         out: list[dict[str, Any]] = []
@@ -170,8 +213,9 @@ class EventTimeOrder:
             "idle_us": self.idle_us,
             "watermarks": list(self.watermarks),
             "released_upto": self.released_upto,
+            "idle": sorted(self.idle),
             "held": [r for _, r in sorted(self._held, key=lambda item: item[0])],
-            "stats": [self.stats.released, self.stats.late, self.stats.idle_releases],
+            "stats": [self.stats.released, self.stats.late, self.stats.stall_releases],
         }
 
     @classmethod
@@ -181,6 +225,7 @@ class EventTimeOrder:
             idle_us=data.get("idle_us"),
             watermarks=[int(w) for w in data["watermarks"]],
             released_upto=int(data["released_upto"]),
+            idle={int(p) for p in data.get("idle", ())},
         )
         order._held = [(order_key(r), dict(r)) for r in data["held"]]
         heapq.heapify(order._held)

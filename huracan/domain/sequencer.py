@@ -31,11 +31,11 @@ trips and resets, the kill switch and equity updates. A control event seen twice
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any, Final, cast
 
+from huracan.domain.dedupe import DedupeWindow
 from huracan.domain.errors import DomainError
 from huracan.domain.risk import (
     BreakerName,
@@ -77,6 +77,12 @@ class RiskSequencer:
     ``dedupe_window`` bounds how many recent request and control ids are remembered for
     de-duplication (oldest forgotten first). Kafka redelivers at most the records since the last
     committed offset, far fewer than the default 100,000.
+
+    The window is the larger part of the state (100,000 ids are about 3 MB of JSON), so a
+    caller that persists the state after every batch does not rewrite it whole:
+    :meth:`journal_seen` starts a journal of what each batch remembered and forgot,
+    :meth:`take_seen_changes` hands it over, ``to_dict(include_seen=False)`` leaves the window
+    out and ``from_dict(data, seen=...)`` puts it back.
     """
 
     def __init__(
@@ -93,39 +99,60 @@ class RiskSequencer:
         self.controller = controller
         self.min_trade_usd = min_trade_usd
         self.dedupe_window = dedupe_window
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen = DedupeWindow(dedupe_window)
         self.duplicates = 0
 
     # -- state -----------------------------------------------------------------------------
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe state: the controller's plus the de-duplication window."""
-        return {
+    @property
+    def remembered(self) -> int:
+        """How many ids the window ever remembered."""
+        return self._seen.remembered
+
+    def to_dict(self, *, include_seen: bool = True) -> dict[str, Any]:
+        """JSON-safe state: the controller's plus (unless left out) the de-duplication window,
+        oldest id first."""
+        data: dict[str, Any] = {
             "controller": self.controller.to_dict(),
-            "seen": list(self._seen),
             "min_trade_usd": self.min_trade_usd,
             "dedupe_window": self.dedupe_window,
+            "remembered": self._seen.remembered,
         }
+        if include_seen:
+            data["seen"] = self._seen.to_list()
+        return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RiskSequencer:
+    def from_dict(
+        cls, data: Mapping[str, Any], *, seen: Iterable[tuple[str, int]] | None = None
+    ) -> RiskSequencer:
+        """The sequencer of :meth:`to_dict`; ``seen`` (``(id, number)`` pairs, any order)
+        gives the window when it was stored apart, and takes precedence over ``data["seen"]``."""
         seq = cls(
             GlobalRiskController.from_dict(data["controller"]),
             min_trade_usd=float(data["min_trade_usd"]),
             dedupe_window=int(data["dedupe_window"]),
         )
-        for key in data["seen"]:
-            seq._seen[str(key)] = None
+        window = seq._seen
+        if seen is not None:
+            window.load(pairs=seen)
+        else:
+            window.load([str(k) for k in data.get("seen", ())])
+        window.remembered = max(window.remembered, int(data.get("remembered", 0)))
         return seq
+
+    def journal_seen(self, *, include_current: bool = False) -> None:
+        """Journal the window's changes from now on (:meth:`DedupeWindow.journal`)."""
+        self._seen.journal(include_current=include_current)
+
+    def take_seen_changes(self) -> tuple[list[tuple[str, int]], list[str]]:
+        """The window's ``(remembered, forgotten)`` since the last call
+        (:meth:`DedupeWindow.take_changes`)."""
+        return self._seen.take_changes()
 
     def _remember(self, key: str) -> bool:
         """Record ``key``; ``False`` when it was already there."""
-        if key in self._seen:
-            return False
-        self._seen[key] = None
-        if len(self._seen) > self.dedupe_window:
-            self._seen.popitem(last=False)
-        return True
+        return self._seen.add(key)
 
     # -- trade requests --------------------------------------------------------------------
 
@@ -140,8 +167,12 @@ class RiskSequencer:
             return self._decide_close(request, request_id)
         return self._decide_open(request, request_id)
 
-    def _decide_open(self, request: Mapping[str, Any], request_id: str) -> dict[str, Any]:
+    def _decide_open(self, request: Mapping[str, Any], request_id: str) -> dict[str, Any] | None:
         ctl = self.controller
+        if ctl.get_trade(trade_id_for(request_id)) is not None:
+            # a redelivery older than the de-duplication window whose trade is still open
+            self.duplicates += 1
+            return None
         try:
             trade = _trade_request(request)
             result = ctl.check_trade(trade)

@@ -81,9 +81,14 @@ LATE_REQUESTS = Counter(
     "huracan_late_requests_total",
     "Trade requests that reached the sequencer after their event time was released",
 )
-IDLE_RELEASES = Counter(
-    "huracan_idle_releases_total",
-    "Times held requests were released because a partition's watermark stopped moving",
+STALL_RELEASES = Counter(
+    "huracan_stall_releases_total",
+    "Times held requests were released out of event-time order because the slowest "
+    "watermark stopped moving for faust.order_stall_ms (a partition nobody owns)",
+)
+IDLE_PARTITIONS = Counter(
+    "huracan_idle_partitions_total",
+    "Times a coin agent declared a market-data partition idle (caught up and silent)",
 )
 HELD_REQUESTS = Gauge(
     "huracan_held_requests", "Trade requests waiting for every partition's watermark"

@@ -220,3 +220,64 @@ def test_decisions_when_encoded_then_valid_risk_decision_records() -> None:
 
     for d in decisions:
         assert serde.decode(serde.encode("RiskDecision", d)) == d
+
+
+def _small_window() -> RiskSequencer:
+    ctl = GlobalRiskController(RiskLimits(), equity_usd=100_000.0, coin_sectors=SECTORS)
+    return RiskSequencer(ctl, dedupe_window=5)
+
+
+def test_take_seen_changes_when_window_full_then_remembered_and_forgotten_ids() -> None:
+    seq = _small_window()
+    seq.journal_seen()
+    for n in range(4):
+        seq.decide(_open(n, size=10.0))
+    first = seq.take_seen_changes()
+    for n in range(4, 7):
+        seq.decide(_open(n, size=10.0))
+    seq.decide(_open(6, size=10.0))  # a redelivery changes nothing
+    second = seq.take_seen_changes()
+
+    assert first == ([(f"req:r{n}", n) for n in range(4)], [])
+    assert second == ([(f"req:r{n}", n) for n in range(4, 7)], ["req:r0", "req:r1"])
+    assert seq.take_seen_changes() == ([], [])
+
+
+def test_from_dict_when_window_stored_apart_then_same_duplicates_and_eviction_order() -> None:
+    seq = _small_window()
+    stored: dict[str, int] = {}
+    seq.journal_seen()
+    for n in range(8):
+        seq.decide(_open(n, size=10.0))
+        added, dropped = seq.take_seen_changes()
+        stored.update(added)
+        for key in dropped:
+            del stored[key]
+    state = seq.to_dict(include_seen=False)
+
+    restored = RiskSequencer.from_dict(state, seen=reversed(list(stored.items())))
+
+    assert "seen" not in state
+    assert restored.to_dict() == seq.to_dict()  # same ids in the same eviction order
+    assert restored.decide(_open(7, size=10.0)) is None  # still a duplicate
+    # forgotten by the window, but its trade is open: still not decided twice
+    assert restored.decide(_open(2, size=10.0)) is None
+    assert restored.remembered == 9
+
+
+def test_journal_seen_when_include_current_then_whole_window_reported_once() -> None:
+    # a state written before the window was stored apart: its ids must be stored once
+    seq = _small_window()
+    for n in range(3):
+        seq.decide(_open(n, size=10.0))
+    legacy = RiskSequencer.from_dict(seq.to_dict())
+
+    legacy.journal_seen(include_current=True)
+
+    assert legacy.take_seen_changes() == ([(f"req:r{n}", n) for n in range(3)], [])
+    assert legacy.take_seen_changes() == ([], [])
+
+
+def test_take_seen_changes_when_not_journaling_then_error() -> None:
+    with pytest.raises(RuntimeError, match="journal"):
+        _small_window().take_seen_changes()

@@ -191,6 +191,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "source_topic": "huracan.market-data",
         "partition": 3,
         "ts": T0,
+        "idle": False,
     },
     "DeadLetter": {
         **_env(),
@@ -1116,3 +1117,23 @@ def test_packaged_history_when_v1_trade_request_written_then_current_reader_fill
 
     assert decoded.writer_version == 1
     assert decoded.record == {**record, "bid": None, "ask": None, "exit_reason": None}
+
+
+def test_single_object_when_watermark_written_by_v1_then_decoded_not_idle(
+    catalog: SchemaCatalog, tmp_path: Path
+) -> None:
+    # arrange: a worker from before Watermark v2 (no idle flag) writes a watermark
+    root = tmp_path / "schemas"
+    shutil.copytree(PACKAGED_SCHEMA_DIR, root)
+    shutil.copy(root / "watermark.v1.avsc", root / "watermark.avsc")
+    (root / "watermark.v1.avsc").unlink()
+    old = SingleObjectSerde(SchemaCatalog.load(root))
+    v1_record = {k: v for k, v in SAMPLES["Watermark"].items() if k != "idle"}
+    data = old.encode("Watermark", v1_record)
+
+    # act
+    decoded = SingleObjectSerde(catalog).decode_event(data)
+
+    # assert
+    assert decoded.record == {**v1_record, "idle": False}
+    assert decoded.writer_version == 1
