@@ -4,7 +4,7 @@ The engine trades without any trained model: when a coin has no active model in 
 :class:`BaselineMomentumModel` decides. Its rule, on a feature vector ``f``::
 
     z = f.momentum_bps / max(f.volatility_bps, min_volatility_bps)
-    no signal            while f.n_ticks < warmup_ticks, or |z| < entry_z
+    no signal            while f.n_ticks < warmup_ticks, or |z| < entry_z (or z is NaN)
     direction            LONG if z > 0 else SHORT
     edge_bps             min(edge_per_z_bps * |z|, max_edge_bps)
     size_usd             base_size_usd * min(|z| / entry_z, max_size_multiple)
@@ -72,6 +72,46 @@ class SignalModel(Protocol):
     def evaluate(self, features: FeatureVector) -> Signal | None: ...
 
 
+class SizingParams(Protocol):
+    """The entry, edge and size parameters every score-based model shares."""
+
+    @property
+    def entry_z(self) -> float: ...
+    @property
+    def edge_per_z_bps(self) -> float: ...
+    @property
+    def max_edge_bps(self) -> float: ...
+    @property
+    def base_size_usd(self) -> float: ...
+    @property
+    def max_size_multiple(self) -> float: ...
+
+
+def signal_from_score(
+    features: FeatureVector, z: float, params: SizingParams, version: str
+) -> Signal | None:
+    """The signal a score ``z`` makes (module docstring: direction, edge, size), or ``None``
+    when ``|z|`` is under ``entry_z`` or not a number. Ids derive from the feature vector."""
+    strength = abs(z)
+    if not strength >= params.entry_z:  # also false for NaN
+        return None
+    return Signal(
+        event_id=f"sig:{features.coin}:{features.seq}",
+        correlation_id=features.correlation_id,
+        causation_id=features.event_id,
+        coin=features.coin,
+        exchange=features.exchange,
+        ts=features.ts,
+        direction=LONG if z > 0 else SHORT,
+        edge_bps=min(params.edge_per_z_bps * strength, params.max_edge_bps),
+        size_usd=params.base_size_usd * min(strength / params.entry_z, params.max_size_multiple),
+        model_version=version,
+        mid=features.mid,
+        bid=features.bid,
+        ask=features.ask,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class BaselineParams:
     warmup_ticks: int = 30
@@ -96,21 +136,4 @@ class BaselineMomentumModel:
         if features.n_ticks < p.warmup_ticks:
             return None
         z = features.momentum_bps / max(features.volatility_bps, p.min_volatility_bps)
-        strength = abs(z)
-        if strength < p.entry_z:
-            return None
-        return Signal(
-            event_id=f"sig:{features.coin}:{features.seq}",
-            correlation_id=features.correlation_id,
-            causation_id=features.event_id,
-            coin=features.coin,
-            exchange=features.exchange,
-            ts=features.ts,
-            direction=LONG if z > 0 else SHORT,
-            edge_bps=min(p.edge_per_z_bps * strength, p.max_edge_bps),
-            size_usd=p.base_size_usd * min(strength / p.entry_z, p.max_size_multiple),
-            model_version=self.version,
-            mid=features.mid,
-            bid=features.bid,
-            ask=features.ask,
-        )
+        return signal_from_score(features, z, p, self.version)

@@ -37,12 +37,11 @@ from typing import Any
 
 from huracan.domain.features import FeatureVector
 from huracan.domain.signals import (
-    LONG,
-    SHORT,
     BaselineMomentumModel,
     BaselineParams,
     Signal,
     SignalModel,
+    signal_from_score,
 )
 from huracan.models.errors import (
     ArtifactExists,
@@ -113,24 +112,7 @@ class LinearModel:
         z = p.bias
         for name, weight in self._terms:
             z += weight * getattr(features, name)
-        strength = abs(z)
-        if not strength >= p.entry_z:  # also false for NaN
-            return None
-        return Signal(
-            event_id=f"sig:{features.coin}:{features.seq}",
-            correlation_id=features.correlation_id,
-            causation_id=features.event_id,
-            coin=features.coin,
-            exchange=features.exchange,
-            ts=features.ts,
-            direction=LONG if z > 0 else SHORT,
-            edge_bps=min(p.edge_per_z_bps * strength, p.max_edge_bps),
-            size_usd=p.base_size_usd * min(strength / p.entry_z, p.max_size_multiple),
-            model_version=self.version,
-            mid=features.mid,
-            bid=features.bid,
-            ask=features.ask,
-        )
+        return signal_from_score(features, z, p, self.version)
 
 
 # ---------------------------------------------------------------------------------------------
