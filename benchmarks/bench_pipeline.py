@@ -11,8 +11,9 @@ a. **Throughput.** A worker is started and waited for (its "Worker ready": parti
    partition that it had fetched while it was still recovering its tables; that start-up race
    is reported separately and kept out of the throughput figures.) The trailing ``PAD`` ticks
    only move every partition's watermark past the last measured tick, so the sequencer releases
-   the measured requests by event time instead of waiting ``faust.order_idle_ms`` at the end
-   of a finite backlog (an artefact no continuous stream has); they are not counted. The run
+   the measured requests by event time instead of waiting ``faust.order_idle_ms`` for every
+   partition to be declared idle at the end of a finite backlog (an artefact no continuous
+   stream has); they are not counted. The run
    is complete when the worker has made exactly the in-process engine's
    (:func:`huracan.wiring.build_engine`) decisions and executions for all the ticks — compared
    record by record, byte for byte, as the Avro encoding of each — and a run that does not is
@@ -327,8 +328,9 @@ ORDER_COUNTERS = (
 
 
 def order_counters(worker: WorkerHandle) -> dict[str, float]:
-    """Late requests and idle releases so far (both 0 when every request was decided in
-    event-time order; an idle release after the last tick of a finite run is expected)."""
+    """Late requests, stall releases and idle partitions so far (late and stall releases are
+    both 0 when every request was decided in event-time order; partitions declared idle after
+    the last tick of a finite run are expected)."""
     text = (worker.get("/metrics") or b"").decode()
     out = dict.fromkeys(ORDER_COUNTERS, 0.0)
     for line in text.splitlines():
