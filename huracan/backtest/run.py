@@ -458,12 +458,11 @@ def replay_ticks(
        agent dead-letters it;
     3. ``finish()``: decide every request still held.
 
-    Raises :class:`EmptyBacktest` when ``ticks`` is empty; :class:`InvalidBacktestInput`
-    when an invalid tick arrives just as earlier requests are released (``on_tick`` decides
-    them before it validates the tick, and its output is lost with the error — replaying on
-    would silently differ from live); whatever iterating ``ticks`` raises (the history
-    readers' errors); and any other error of the engine or a model as is (live dead-letters
-    a tick whose model raises; a replay stops on it).
+    Raises :class:`EmptyBacktest` when ``ticks`` is empty; whatever iterating ``ticks``
+    raises (the history readers' errors); and any other error of the engine or a model as is
+    (live dead-letters a tick whose model raises; a replay stops on it). An invalid tick
+    releases nothing: ``on_tick`` validates it before it decides what the tick's time
+    releases, so skipping it loses no decision.
     """
     engine = new_engine(cfg, models)
     updates = iter(sorted(cost_updates or (), key=lambda r: r["ts"]))
@@ -485,15 +484,8 @@ def replay_ticks(
             pending = next(updates, None)
         try:
             out = engine.on_tick(tick)
-        except (FeatureError, CostError) as exc:
+        except (FeatureError, CostError):
             bad_ticks += 1
-            lost = sum(engine.stats.decisions.values()) - len(decisions)
-            if lost:
-                raise InvalidBacktestInput(
-                    f"tick {tick.get('event_id')!r} ({tick.get('coin')} at ts {ts}) is invalid "
-                    f"({exc}) and the engine dropped the {lost} decision(s) it released with "
-                    "it; remove the tick from the history to replay it"
-                ) from None
             continue
         if out.decisions:
             decisions += out.decisions

@@ -222,20 +222,22 @@ class TradingEngine:
         coin = str(tick["coin"])
         ts = int(tick["ts"])
         self.stats.ticks += 1
-        # everything before this tick's time is final: decide it first
+        state = self.feature_state.get(coin)
+        if state is None:
+            state = self.feature_state[coin] = FeatureState()
+        model = (self.models(coin) if self.models else None) or self.baseline
+        # the coin's own step first: an invalid tick raises here, before anything is released
+        # (the coin step and the sequencer share no state, so the order between them is free)
+        result = process_tick(
+            tick, state=state, costs=self.costs, monitor=self.monitor, model=model,
+            sector=self.sector_of(coin), params=self.feature_params,
+        )  # fmt: skip
+        # everything before this tick's time is final: decide it
         order = self.order
         order.advance(0, ts)
         if order.held:  # release() of an empty order returns [] and changes nothing
             for request in order.release():
                 self._sequence(request, out)
-        state = self.feature_state.get(coin)
-        if state is None:
-            state = self.feature_state[coin] = FeatureState()
-        model = (self.models(coin) if self.models else None) or self.baseline
-        result = process_tick(
-            tick, state=state, costs=self.costs, monitor=self.monitor, model=model,
-            sector=self.sector_of(coin), params=self.feature_params,
-        )  # fmt: skip
         if result is None:
             self.stats.duplicate_ticks += 1
             return out

@@ -181,10 +181,11 @@ def test_replay_ticks_when_a_tick_has_a_bad_quote_then_skipped_and_counted_like_
     assert result.stats.features == 300
 
 
-def test_replay_ticks_when_an_invalid_tick_would_drop_released_decisions_then_error_names_it(
+def test_replay_ticks_when_an_invalid_tick_arrives_while_requests_held_then_nothing_lost(
     ticks: list[dict[str, Any]],
 ) -> None:
-    # arrange: a bad tick right after one whose requests the engine still holds
+    # arrange: a bad tick right after one whose requests the engine still holds; its time
+    # would release them, but an invalid tick must release nothing (it is validated first)
     engine = build_engine(_cfg())
     i = 0
     while not engine.order.held:
@@ -192,9 +193,14 @@ def test_replay_ticks_when_an_invalid_tick_would_drop_released_decisions_then_er
         i += 1
     bad = {**ticks[i], "bid": -1.0, "event_id": "tick:bad"}
 
-    # act / assert
-    with pytest.raises(InvalidBacktestInput, match="tick:bad"):
-        replay_ticks(_cfg(), [*ticks[:i], bad, *ticks[i:]])
+    # act
+    clean = replay_ticks(_cfg(), ticks)
+    with_bad = replay_ticks(_cfg(), [*ticks[:i], bad, *ticks[i:]])
+
+    # assert
+    assert with_bad.invalid_ticks == 1
+    assert with_bad.decisions == clean.decisions
+    assert with_bad.executions == clean.executions
 
 
 def test_replay_ticks_when_models_given_then_they_replace_the_baseline(
