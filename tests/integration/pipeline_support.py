@@ -19,7 +19,10 @@ from huracan.streams.topics import TopicCatalog, ensure_topics, record_counts
 from huracan.worker_process import running_worker as worker_process
 
 
-def pipeline_config(bootstrap: str, prefix: str, partitions: int = 4) -> HuracanConfig:
+def pipeline_config(
+    bootstrap: str, prefix: str, partitions: int = 4, **faust: Any
+) -> HuracanConfig:
+    """A catalog and consumer group of the test's own (``faust``: more faust.* settings)."""
     p = partitions
     return build_config(
         {
@@ -28,7 +31,7 @@ def pipeline_config(bootstrap: str, prefix: str, partitions: int = 4) -> Huracan
                 "partitions": {"market_data": p, "features": p, "signals": p,
                                "cost_updates": p, "executions": p},
             },
-            "faust": {"app_id": prefix, "batch_size": 200},
+            "faust": {"app_id": prefix, "batch_size": 200, **faust},
             # an empty registry of its own: every coin trades the baseline model, whatever
             # other tests registered in the shared database
             "engine": {"model_registry": {"metadata_db": "",
