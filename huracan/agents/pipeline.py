@@ -228,6 +228,7 @@ def build_pipeline(
     pipe = Pipeline(app, cfg, serde)
     batch, within = cfg.faust.batch_size, cfg.faust.batch_timeout_s
     stall_us = cfg.faust.order_stall_ms * 1000
+    wake_grace_us = cfg.faust.order_idle_ms * 1000
 
     def raw_topic(*names: str, **options: Any) -> Any:
         """A Faust channel over ``names`` whose keys and values stay bytes (our serde decodes)."""
@@ -510,11 +511,14 @@ def build_pipeline(
                 seq = RiskSequencer.from_dict(stored["sequencer"], seen=None if legacy else seen)
                 seq.journal_seen(include_current=legacy)
                 order = EventTimeOrder.from_dict({"held": list(held.values()), **stored["order"]})
-                order.idle_us = stall_us  # the configuration in force, not the stored one
+                # the configuration in force, not the stored one
+                order.idle_us, order.wake_grace_us = stall_us, wake_grace_us
             else:
                 seq = new_sequencer(cfg)
                 seq.journal_seen()
-                order = EventTimeOrder(partitions=partitions, idle_us=stall_us)
+                order = EventTimeOrder(
+                    partitions=partitions, idle_us=stall_us, wake_grace_us=wake_grace_us
+                )
             holder["sequencer"], holder["order"] = seq, order
         return holder["sequencer"], holder["order"]
 

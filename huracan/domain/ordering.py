@@ -27,6 +27,12 @@ A partition with nothing to say would hold everything back, so its owner says so
   everything held is released. An idle partition has sent all it has, so this keeps event-time
   order. A partition that is merely *behind* (a slow worker, a backlog) is never idle, and the
   sequencer waits for it: that is what makes a live run's decisions those of its backtest.
+* **waking**: data rarely comes back to one partition alone. When an idle partition speaks
+  again, the others may be about to as well (a burst after a quiet spell, the first ticks after
+  a start), and excluding them would release the first partition's requests before theirs.
+  So for ``wake_grace_us`` after any partition wakes, idle partitions count again with their
+  last watermark: each one either speaks (it had data) or, once the grace is over, is left out
+  again. Only the quiet-to-busy transition pays this wait.
 
 Two cases leave pure event time, and both are counted:
 
@@ -87,6 +93,8 @@ class EventTimeOrder:
     ``partitions``: how many input partitions send watermarks (0 … partitions-1).
     ``idle_us``: the stall timeout (module docstring); ``None`` never releases on a stall.
     ``idle``: the partitions their owner declared idle (:meth:`mark_idle`).
+    ``wake_grace_us``: after a partition wakes from idle, idle partitions count again for this
+    long (module docstring); ``None``: no grace.
     """
 
     partitions: int
@@ -96,7 +104,9 @@ class EventTimeOrder:
     stats: OrderStats = field(default_factory=OrderStats)
     idle: set[int] = field(default_factory=set)
     _held: list[tuple[tuple[int, str, int, str], dict[str, Any]]] = field(default_factory=list)
+    wake_grace_us: int | None = None
     _moved_at_us: int | None = None
+    _woke_at_us: int | None = None
 
     def __post_init__(self) -> None:
         if self.partitions < 1:
@@ -152,7 +162,10 @@ class EventTimeOrder:
         if ts <= self.watermarks[partition] and partition not in idle:
             return  # the in-process engine's every tick: nothing moves
         low = self.low_watermark
-        idle.discard(partition)
+        if partition in idle:
+            idle.discard(partition)
+            if now_us is not None and self.wake_grace_us:
+                self._woke_at_us = now_us
         if ts > self.watermarks[partition]:
             self.watermarks[partition] = int(ts)
         self._moved(low, now_us)
@@ -176,9 +189,24 @@ class EventTimeOrder:
         if now_us is not None and (self._moved_at_us is None or self.low_watermark > low_before):
             self._moved_at_us = now_us
 
+    def limit(self, now_us: int | None = None) -> int:
+        """Requests with ``ts`` below this may be released: :attr:`low_watermark`, or during a
+        wake grace (``now_us`` within ``wake_grace_us`` of a partition waking) the smallest
+        watermark of every partition, idle or not."""
+        woke = self._woke_at_us
+        if (
+            woke is not None
+            and now_us is not None
+            and self.idle
+            and self.wake_grace_us is not None
+            and now_us - woke < self.wake_grace_us
+        ):
+            return min(self.watermarks)
+        return self.low_watermark
+
     def release(self, now_us: int | None = None) -> list[dict[str, Any]]:
         """The held requests now in order, oldest key first (see the module docstring)."""
-        limit = self.low_watermark
+        limit = self.limit(now_us)
         if (
             self._held
             and self.idle_us is not None
@@ -211,6 +239,7 @@ class EventTimeOrder:
         return {
             "partitions": self.partitions,
             "idle_us": self.idle_us,
+            "wake_grace_us": self.wake_grace_us,
             "watermarks": list(self.watermarks),
             "released_upto": self.released_upto,
             "idle": sorted(self.idle),
@@ -223,6 +252,7 @@ class EventTimeOrder:
         order = cls(
             partitions=int(data["partitions"]),
             idle_us=data.get("idle_us"),
+            wake_grace_us=data.get("wake_grace_us"),
             watermarks=[int(w) for w in data["watermarks"]],
             released_upto=int(data["released_upto"]),
             idle={int(p) for p in data.get("idle", ())},

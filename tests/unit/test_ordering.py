@@ -262,3 +262,33 @@ def test_mark_idle_when_partition_out_of_range_then_error() -> None:
     order = EventTimeOrder(partitions=2)
     with pytest.raises(OrderingError):
         order.mark_idle(2, 10)
+
+
+def test_release_when_idle_partition_wakes_then_others_count_again_for_the_grace() -> None:
+    # a burst after a quiet spell: partition 0 speaks first, 1 and 2 are still marked idle
+    # but have data on the way; for the grace they hold partition 0's requests back
+    order = EventTimeOrder(partitions=3, idle_us=None, wake_grace_us=1_000)
+    for p in range(3):
+        order.mark_idle(p, 0, now_us=0)
+    order.add(_req(50, "BTC", "b"))
+    order.advance(0, 100, now_us=10_000)
+    order.add(_req(40, "ETH", "a"))  # partition 1's request, older than partition 0's
+
+    during = order.release(now_us=10_500)
+    order.advance(1, 100, now_us=10_600)  # partition 1 speaks; 2 stays silent
+    still = order.release(now_us=10_700)
+    early = order.release(now_us=11_500)  # partition 1 woke too: the grace runs from 10,600
+    after = order.release(now_us=11_600)  # grace over: partition 2 is left out again
+
+    assert during == still == early == []
+    assert [r["request_id"] for r in after] == ["a", "b"]
+    assert order.stats.late == 0
+
+
+def test_release_when_no_partition_woke_then_no_grace_for_idle_ones() -> None:
+    order = EventTimeOrder(partitions=2, idle_us=None, wake_grace_us=1_000_000)
+    order.mark_idle(1, 0, now_us=0)
+    order.advance(0, 100, now_us=0)  # 0 was never idle: nothing woke
+    order.add(_req(50, "BTC", "a"))
+
+    assert [r["request_id"] for r in order.release(now_us=1)] == ["a"]
