@@ -198,6 +198,7 @@ class EventTimeOrder:
             woke is not None
             and now_us is not None
             and self.idle
+            and len(self.idle) < self.partitions  # all idle: all have said all they have
             and self.wake_grace_us is not None
             and now_us - woke < self.wake_grace_us
         ):

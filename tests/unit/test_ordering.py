@@ -292,3 +292,16 @@ def test_release_when_no_partition_woke_then_no_grace_for_idle_ones() -> None:
     order.add(_req(50, "BTC", "a"))
 
     assert [r["request_id"] for r in order.release(now_us=1)] == ["a"]
+
+
+def test_release_when_every_partition_idle_during_grace_then_released_anyway() -> None:
+    order = EventTimeOrder(partitions=2, idle_us=None, wake_grace_us=1_000_000)
+    order.mark_idle(0, 0, now_us=0)
+    order.mark_idle(1, 0, now_us=0)
+    order.advance(0, 100, now_us=10)  # wakes: grace for partition 1
+    order.add(_req(50, "BTC", "a"))
+    held = order.release(now_us=20)
+    order.mark_idle(0, 100, now_us=30)  # and is quiet again: every partition has said all
+
+    assert held == []
+    assert [r["request_id"] for r in order.release(now_us=40)] == ["a"]
