@@ -95,6 +95,8 @@ FILLED_PREFIX = "filled:"
 #: open trade, and a book of thousands can pass Kafka's default 1 MiB
 STATE_ROW_MAX_BYTES = 16 * 1024 * 1024
 EXCHANGE_KEY = "paper"
+#: changelogs_durable warns this often while the changelog buffer does not drain
+CHANGELOG_WARN_S = 10.0
 
 _CONTROL = ("ControlEvent",)
 _REQUESTS = ("TradeRequest", "Watermark")
@@ -175,8 +177,19 @@ async def changelogs_durable(app: faust.App) -> None:
     gives up when a record takes more than 0.1 s, hence the loop; a stopped producer raises,
     the batch is not acknowledged, and it is delivered again."""
     producer: Any = app.producer
-    while producer.buffer.size:
-        await producer.buffer.flush()
+    buffer = producer.buffer
+    started = time.monotonic()
+    warned_at = started
+    while buffer.size:
+        await buffer.flush()
+        now = time.monotonic()
+        if buffer.size and now - warned_at >= CHANGELOG_WARN_S:
+            # never silent: a buffer that does not drain stops every agent behind it
+            warned_at = now
+            log.warning(
+                "table changelog buffer not draining: %d records pending after %.0f s",
+                buffer.size, now - started,
+            )  # fmt: skip
     await producer.flush()
 
 
