@@ -164,12 +164,47 @@ def _register_views(
         }
         return self.json(body, status=200 if ok else 503)
 
+    @app.page("/consumer")
+    async def consumer_view(self: Any, request: Any) -> Any:
+        return self.json(consumer_state(app))
+
     @app.page("/risk")
     async def risk_view(self: Any, request: Any) -> Any:
         summary = pipeline.risk_summary()
         if summary is None:
             return self.json({"error": "this worker does not hold the risk sequencer"}, status=404)
         return self.json(summary)
+
+
+def consumer_state(app: faust.App) -> dict[str, Any]:
+    """What the worker's consumer fetches and what its streams hold: partitions assigned, those
+    it fetches from (active), those paused by recovery, those paused because their stream's
+    buffer was under pressure (buffered), and each agent's buffer. A worker that has stopped
+    consuming shows why here (``/consumer``)."""
+    consumer: Any = app.consumer
+
+    def tps(items: Any) -> list[str]:
+        return sorted(f"{tp.topic}:{tp.partition}" for tp in items or ())
+
+    streams = {}
+    for chan in getattr(app.topics, "_topics", ()):  # the channels the conductor delivers to
+        queue: Any = getattr(chan, "queue", None)
+        if queue is not None:
+            streams[",".join(chan.topics)] = {
+                "size": queue.qsize(),
+                "maxsize": queue.maxsize,
+                "pressure_drop_pending": len(
+                    getattr(queue, "_pending_pressure_drop_callbacks", ())
+                ),
+            }
+    return {
+        "assigned": tps(consumer.assignment()),
+        "active": tps(consumer._active_partitions),
+        "paused": tps(consumer._paused_partitions),
+        "buffered": tps(consumer._buffered_partitions),
+        "flow_active": bool(consumer.flow_active),
+        "streams": streams,
+    }
 
 
 def get_app() -> faust.App:
