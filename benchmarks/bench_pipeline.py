@@ -132,6 +132,8 @@ def _producer(cfg: HuracanConfig) -> Producer:
     return Producer(
         {
             "bootstrap.servers": cfg.kafka.bootstrap_servers,
+            # idempotent: a retried request must not reorder a coin's ticks
+            "enable.idempotence": True,
             "linger.ms": 5,
             "batch.num.messages": 10_000,
             "queue.buffering.max.messages": 1_000_000,

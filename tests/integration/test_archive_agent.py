@@ -50,7 +50,14 @@ def _publish(cfg: HuracanConfig, ticks: list[dict[str, Any]]) -> dict[str, tuple
     """Produce ``ticks`` keyed by coin; returns each tick's ``(partition, offset)`` by event id."""
     serde = make_serde(cfg)
     topic = TopicCatalog.from_config(cfg).for_event_type("MarketTick").name
-    producer = Producer({"bootstrap.servers": cfg.kafka.bootstrap_servers, "linger.ms": 5})
+    # idempotent: without it a retried request can reorder a coin's ticks on the partition
+    producer = Producer(
+        {
+            "bootstrap.servers": cfg.kafka.bootstrap_servers,
+            "linger.ms": 5,
+            "enable.idempotence": True,
+        }
+    )
     where: dict[str, tuple[int, int]] = {}
 
     def delivered(err: Any, msg: Any) -> None:

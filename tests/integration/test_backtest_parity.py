@@ -51,7 +51,14 @@ def _publish(cfg: HuracanConfig, ticks: list[dict[str, Any]]) -> None:
     """Produce ``ticks`` keyed by coin with record timestamp = event time."""
     serde = make_serde(cfg)
     topic = TopicCatalog.from_config(cfg).for_event_type("MarketTick").name
-    producer = Producer({"bootstrap.servers": cfg.kafka.bootstrap_servers, "linger.ms": 5})
+    # idempotent: without it a retried request can reorder a coin's ticks on the partition
+    producer = Producer(
+        {
+            "bootstrap.servers": cfg.kafka.bootstrap_servers,
+            "linger.ms": 5,
+            "enable.idempotence": True,
+        }
+    )
     for t in ticks:
         producer.produce(
             topic,

@@ -100,7 +100,14 @@ def _publish(cfg: HuracanConfig) -> tuple[Records, list[tuple[tuple[int, int], A
     costs = _cost_updates()
     catalog = TopicCatalog.from_config(cfg)
     serde = make_serde(cfg)
-    producer = Producer({"bootstrap.servers": cfg.kafka.bootstrap_servers, "linger.ms": 5})
+    # idempotent: without it a retried request can reorder a coin's ticks on the partition
+    producer = Producer(
+        {
+            "bootstrap.servers": cfg.kafka.bootstrap_servers,
+            "linger.ms": 5,
+            "enable.idempotence": True,
+        }
+    )
     located: list[tuple[tuple[int, int], Any]] = []
 
     def delivered(err: Any, msg: Any) -> None:

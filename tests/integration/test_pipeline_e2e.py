@@ -28,7 +28,14 @@ T0 = 1_767_225_600_000_000
 def _publish(cfg, ticks: list[dict]) -> None:  # type: ignore[no-untyped-def]
     serde = make_serde(cfg)
     topic = TopicCatalog.from_config(cfg).for_event_type("MarketTick").name
-    producer = Producer({"bootstrap.servers": cfg.kafka.bootstrap_servers, "linger.ms": 5})
+    # idempotent: without it a retried request can reorder a coin's ticks on the partition
+    producer = Producer(
+        {
+            "bootstrap.servers": cfg.kafka.bootstrap_servers,
+            "linger.ms": 5,
+            "enable.idempotence": True,
+        }
+    )
     for t in ticks:
         producer.produce(topic, key=t["coin"].encode(), value=serde.encode("MarketTick", t))
     assert producer.flush(30) == 0
