@@ -85,6 +85,7 @@ def test_pipeline_when_ticks_flow_then_same_decisions_and_executions_as_the_engi
             what="every approved decision executed",
         )
         risk = http_json(port, "/risk")
+        consumer = http_json(port, "/consumer")
         counts = topic_counts(cfg)
         signals = read_topic(cfg, "Signal")
         decisions = read_topic(cfg, "RiskDecision")
@@ -108,6 +109,17 @@ def test_pipeline_when_ticks_flow_then_same_decisions_and_executions_as_the_engi
             open_trades.discard(e["trade_id"])
     assert risk["active_trades"] == len(open_trades)
     assert counts["DeadLetter"] == 0
+    # /consumer: every market-data partition assigned and fetched, none held back, buffers empty
+    market = TopicCatalog.from_config(cfg).for_event_type("MarketTick").name
+    assert {p for p in consumer["assigned"] if p.startswith(market + ":")} == {
+        f"{market}:{i}" for i in range(cfg.kafka.partitions.market_data)
+    }
+    assert set(consumer["assigned"]) - set(consumer["paused"]) <= set(consumer["active"])
+    assert consumer["buffered"] == []
+    assert consumer["flow_active"] is True
+    assert consumer["streams"]
+    # drained: nothing waits in a stream buffer but, at most, a sequencer heartbeat or two
+    assert sum(v["size"] for v in consumer["streams"].values()) <= 2
 
 
 def test_pipeline_when_malformed_records_then_dead_lettered_and_the_rest_processed(
