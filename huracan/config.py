@@ -192,10 +192,23 @@ class FaustConfig(_Section):
     app_id: str = "huracan"
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=1, le=65535)
-    #: at_least_once by default: with faust-streaming 0.15.3 and exactly_once the pipeline
-    #: stalls after a few thousand records (measured; see README "Exactly-once"). Duplicates are
-    #: harmless either way: ids are derived and the sequencer and exchange de-duplicate on them.
+    #: at_least_once, the only guarantee this version runs: Faust 0.15.3's exactly_once routes
+    #: a send into the transaction of its *destination* partition, and the coin agent's trade
+    #: requests then wait in a transaction only the sequencer could commit (README
+    #: "Exactly-once"). Duplicates are harmless: ids are derived, the sinks de-duplicate.
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+
+    @field_validator("processing_guarantee")
+    @classmethod
+    def _no_faust_exactly_once(cls, v: str) -> str:
+        if v == "exactly_once":
+            raise ValueError(
+                "exactly_once deadlocks this pipeline in faust-streaming 0.15.3 (trade requests "
+                "wait in a transaction only the sequencer could commit; README 'Exactly-once'); "
+                "use at_least_once"
+            )
+        return v
+
     store: str = "memory://"
     #: where Faust keeps its local files (table stores, app dir); relative to the working dir
     datadir: str = "data/faust"

@@ -196,9 +196,8 @@ async def changelogs_durable(app: faust.App) -> None:
 class _Outbox:
     """The sends of one batch, awaited together before the batch's state is written.
 
-    Records go straight to the app's producer (``app.maybe_start_producer()``: the Kafka
-    producer, or with ``exactly_once`` the transaction manager, which picks the transactional
-    producer by key partition), the same call Faust's ``Topic.send`` ends in; the layers above
+    Records go straight to the app's producer (``app.maybe_start_producer()``), the same call
+    Faust's ``Topic.send`` ends in; the layers above
     it (a ``FutureMessage`` per record, send sensors and callbacks) cost about as much as our
     whole per-tick work, and we use none of them: keys and values are bytes already and the
     default partitioner places them, as it does for ``Topic.send``.

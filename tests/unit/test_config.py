@@ -138,3 +138,18 @@ def test_config_when_frozen_then_cannot_be_mutated() -> None:
 
     with pytest.raises(ValueError, match="frozen"):
         cfg.engine.risk.global_max_exposure_pct = 1.0  # type: ignore[misc]
+
+
+def test_build_config_when_exactly_once_then_refused_naming_the_key_and_why() -> None:
+    with pytest.raises(ConfigError) as err:
+        build_config({"faust": {"processing_guarantee": "exactly_once"}})
+    assert "faust.processing_guarantee" in str(err.value)
+    assert "deadlocks" in str(err.value)
+
+
+def test_build_config_when_stall_not_above_idle_then_error_names_the_key() -> None:
+    with pytest.raises(ConfigError) as err:
+        build_config({"faust": {"order_idle_ms": 5_000, "order_stall_ms": 5_000}})
+    assert "faust.order_stall_ms" in str(err.value)
+    cfg = build_config({"faust": {"order_idle_ms": 100}})
+    assert cfg.faust.order_stall_ms == 30_000
