@@ -28,7 +28,12 @@ from huracan.streams.serde import make_serde
 from huracan.streams.topics import TopicCatalog
 from huracan.wiring import build_engine
 from huracan.worker_process import running_worker
-from tests.integration.pipeline_support import create_topics, pipeline_config, read_topic
+from tests.integration.pipeline_support import (
+    create_topics,
+    pipeline_config,
+    read_topic,
+    tick_producer,
+)
 from tests.waiting import wait_until
 
 #: 2026-01-01T00:00:00Z; the ticks start 2 s before, so every coin has two day files
@@ -50,14 +55,7 @@ def _publish(cfg: HuracanConfig, ticks: list[dict[str, Any]]) -> dict[str, tuple
     """Produce ``ticks`` keyed by coin; returns each tick's ``(partition, offset)`` by event id."""
     serde = make_serde(cfg)
     topic = TopicCatalog.from_config(cfg).for_event_type("MarketTick").name
-    # idempotent: without it a retried request can reorder a coin's ticks on the partition
-    producer = Producer(
-        {
-            "bootstrap.servers": cfg.kafka.bootstrap_servers,
-            "linger.ms": 5,
-            "enable.idempotence": True,
-        }
-    )
+    producer = tick_producer(cfg)
     where: dict[str, tuple[int, int]] = {}
 
     def delivered(err: Any, msg: Any) -> None:

@@ -20,7 +20,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Producer
 from typer.testing import CliRunner, Result
 
 from huracan.backtest.run import read_jsonl
@@ -31,11 +30,11 @@ from huracan.domain.universe import universe
 from huracan.simulate import MarketSimulator
 from huracan.storage.history import read_archive
 from huracan.streams.serde import make_serde
-from huracan.streams.topics import TopicCatalog
 from huracan.worker_process import running_worker
 from tests.integration.pipeline_support import (
     create_topics,
     pipeline_config,
+    publish_ticks,
     read_topic,
     topic_counts,
 )
@@ -45,28 +44,6 @@ N_TICKS = 3_000
 COINS = 20
 #: 2026-01-01T00:00:00Z in epoch microseconds
 T0 = 1_767_225_600_000_000
-
-
-def _publish(cfg: HuracanConfig, ticks: list[dict[str, Any]]) -> None:
-    """Produce ``ticks`` keyed by coin with record timestamp = event time."""
-    serde = make_serde(cfg)
-    topic = TopicCatalog.from_config(cfg).for_event_type("MarketTick").name
-    # idempotent: without it a retried request can reorder a coin's ticks on the partition
-    producer = Producer(
-        {
-            "bootstrap.servers": cfg.kafka.bootstrap_servers,
-            "linger.ms": 5,
-            "enable.idempotence": True,
-        }
-    )
-    for t in ticks:
-        producer.produce(
-            topic,
-            key=t["coin"].encode(),
-            value=serde.encode("MarketTick", t),
-            timestamp=t["ts"] // 1000,
-        )
-    assert producer.flush(30) == 0
 
 
 def _cli(cfg: HuracanConfig, *args: str) -> Result:
@@ -95,10 +72,10 @@ def _live_then_backtest(
     serde = make_serde(cfg)
     n_ticks = len(ticks)
     if backlog:
-        _publish(cfg, ticks)
+        publish_ticks(cfg, ticks, event_time_stamps=True)
     with running_worker(cfg, tmp_path / "worker") as worker:
         if not backlog:
-            _publish(cfg, ticks)
+            publish_ticks(cfg, ticks, event_time_stamps=True)
         wait_until(
             lambda: topic_counts(cfg)["FeatureVector"] == n_ticks, 240, what="every tick's features"
         )

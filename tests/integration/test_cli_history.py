@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
 from typer.testing import CliRunner, Result
 
 from huracan.backtest.run import read_jsonl
@@ -27,6 +26,7 @@ from huracan.storage.history import read_archive
 from huracan.streams.serde import make_serde
 from huracan.streams.topics import TopicCatalog, ensure_topics
 from huracan.wiring import build_engine
+from tests.integration.pipeline_support import tick_producer
 
 #: 2026-01-01T00:00:00Z in epoch microseconds
 T0 = 1_767_225_600_000_000
@@ -100,14 +100,7 @@ def _publish(cfg: HuracanConfig) -> tuple[Records, list[tuple[tuple[int, int], A
     costs = _cost_updates()
     catalog = TopicCatalog.from_config(cfg)
     serde = make_serde(cfg)
-    # idempotent: without it a retried request can reorder a coin's ticks on the partition
-    producer = Producer(
-        {
-            "bootstrap.servers": cfg.kafka.bootstrap_servers,
-            "linger.ms": 5,
-            "enable.idempotence": True,
-        }
-    )
+    producer = tick_producer(cfg)
     located: list[tuple[tuple[int, int], Any]] = []
 
     def delivered(err: Any, msg: Any) -> None:

@@ -15,6 +15,7 @@ from tests.integration.pipeline_support import (
     create_topics,
     http_json,
     pipeline_config,
+    publish_ticks,
     read_topic,
     running_worker,
     topic_counts,
@@ -23,22 +24,6 @@ from tests.waiting import wait_until
 
 N_TICKS = 3_000
 T0 = 1_767_225_600_000_000
-
-
-def _publish(cfg, ticks: list[dict]) -> None:  # type: ignore[no-untyped-def]
-    serde = make_serde(cfg)
-    topic = TopicCatalog.from_config(cfg).for_event_type("MarketTick").name
-    # idempotent: without it a retried request can reorder a coin's ticks on the partition
-    producer = Producer(
-        {
-            "bootstrap.servers": cfg.kafka.bootstrap_servers,
-            "linger.ms": 5,
-            "enable.idempotence": True,
-        }
-    )
-    for t in ticks:
-        producer.produce(topic, key=t["coin"].encode(), value=serde.encode("MarketTick", t))
-    assert producer.flush(30) == 0
 
 
 def _engine_run(cfg, ticks: list[dict]) -> tuple[object, list[dict], list[dict]]:  # type: ignore[no-untyped-def]
@@ -68,7 +53,7 @@ def test_pipeline_when_ticks_flow_then_same_decisions_and_executions_as_the_engi
 
     with running_worker(cfg, tmp_path) as (_proc, port):
         # act
-        _publish(cfg, ticks)
+        publish_ticks(cfg, ticks)
 
         # assert: every fact arrives, exactly once
         wait_until(lambda: topic_counts(cfg)["FeatureVector"] == N_TICKS, 120, what="features")
@@ -134,12 +119,12 @@ def test_pipeline_when_malformed_records_then_dead_lettered_and_the_rest_process
 
     with running_worker(cfg, tmp_path) as _:
         # act: good ticks with malformed records in between
-        _publish(cfg, ticks[:200])
+        publish_ticks(cfg, ticks[:200])
         producer = Producer({"bootstrap.servers": cfg.kafka.bootstrap_servers})
         for i, value in enumerate(bad):
             producer.produce(topic, key=b"BTC", value=value, partition=i % 2)
         assert producer.flush(10) == 0
-        _publish(cfg, ticks[200:])
+        publish_ticks(cfg, ticks[200:])
 
         # assert
         wait_until(lambda: topic_counts(cfg)["FeatureVector"] == 400, 120, what="features")

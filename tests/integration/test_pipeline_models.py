@@ -15,11 +15,11 @@ from tests.integration.pipeline_support import (
     create_topics,
     http_json,
     pipeline_config,
+    publish_ticks,
     read_topic,
     running_worker,
     topic_counts,
 )
-from tests.integration.test_pipeline_e2e import _publish
 from tests.waiting import wait_until
 
 T0 = 1_767_225_600_000_000
@@ -75,7 +75,7 @@ def test_pipeline_when_coin_has_active_registry_model_then_its_signals_come_from
 
     # act
     with running_worker(cfg, tmp_path / "worker") as (_proc, port):
-        _publish(cfg, ticks)
+        publish_ticks(cfg, ticks)
         wait_until(lambda: topic_counts(cfg)["Signal"] >= len(signals), 120, what="signals")
         health = http_json(port, "/health")
         live = read_topic(cfg, "Signal")

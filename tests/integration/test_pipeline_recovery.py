@@ -27,10 +27,11 @@ from tests.integration.pipeline_support import (
     create_topics,
     http_json,
     pipeline_config,
+    publish_ticks,
     read_topic,
     topic_counts,
 )
-from tests.integration.test_pipeline_e2e import _engine_run, _publish
+from tests.integration.test_pipeline_e2e import _engine_run
 from tests.waiting import wait_until
 
 T0 = 1_767_225_600_000_000
@@ -108,12 +109,12 @@ def test_worker_when_stopped_mid_stream_and_restarted_then_tables_recovered_and_
 
     # act: stop the worker (SIGTERM) while it is busy with the first half
     with running_worker(cfg, tmp_path / "a") as first:
-        _publish(cfg, ticks[:2_000])
+        publish_ticks(cfg, ticks[:2_000])
         wait_until(lambda: topic_counts(cfg)["FeatureVector"] >= 500, 120, what="some features")
     assert first.process.returncode == 0
     # a new worker of the same app recovers the tables from their changelogs
     with running_worker(cfg, tmp_path / "b") as second:
-        _publish(cfg, ticks[2_000:])
+        publish_ticks(cfg, ticks[2_000:])
         _wait_settled(cfg, len(ticks), len(decisions), len(executions))
 
         # assert
@@ -131,7 +132,7 @@ def test_worker_when_killed_mid_stream_then_replacement_loses_nothing(
 
     # act: SIGKILL in the middle of the stream (no shutdown, no final commit)
     with running_worker(cfg, tmp_path / "a") as first:
-        _publish(cfg, ticks)
+        publish_ticks(cfg, ticks)
         wait_until(lambda: topic_counts(cfg)["FeatureVector"] >= 1_000, 120, what="some features")
         os.kill(first.process.pid, signal.SIGKILL)
         first.process.wait(30)
@@ -194,7 +195,7 @@ def test_two_workers_when_running_then_partitions_split_and_no_coin_processed_tw
         assert split()
 
         # act
-        _publish(cfg, ticks)
+        publish_ticks(cfg, ticks)
         _wait_settled(cfg, len(ticks), len(decisions), len(executions))
         parts = _market_partitions(cfg)
         per_worker = [_records_in(a.port), _records_in(b.port)]
@@ -220,7 +221,7 @@ def test_worker_when_started_on_a_backlog_then_every_record_processed_once(
     create_topics(cfg)
     ticks = _ticks(12_000, coins=48, seed=14)
     _, decisions, executions = _engine_run(cfg, ticks)
-    _publish(cfg, ticks)
+    publish_ticks(cfg, ticks)
 
     # act
     with running_worker(cfg, tmp_path / "a") as worker:
