@@ -321,25 +321,10 @@ class Outputs:
         return {str(o.record["request_id"]): int(o.record["ts"]) for o in self.decisions}
 
 
-#: the worker's counters that say whether its sequencer left event-time order
-ORDER_COUNTERS = (
-    "huracan_late_requests_total",
-    "huracan_stall_releases_total",
-    "huracan_idle_partitions_total",
-)
-
-
 def order_counters(worker: WorkerHandle) -> dict[str, float]:
-    """Late requests, stall releases and idle partitions so far (late and stall releases are
-    both 0 when every request was decided in event-time order; partitions declared idle after
-    the last tick of a finite run are expected)."""
-    text = (worker.get("/metrics") or b"").decode()
-    out = dict.fromkeys(ORDER_COUNTERS, 0.0)
-    for line in text.splitlines():
-        name, _, value = line.partition(" ")
-        if name in out:
-            out[name] = float(value)
-    return out
+    """Late requests, stall releases and idle partitions so far (huracan.demo.ORDER_COUNTERS)."""
+    order: dict[str, float] = parse_metrics((worker.get("/metrics") or b"").decode())["order"]  # type: ignore[assignment]
+    return order
 
 
 def percentile(values: list[float], q: float) -> float:

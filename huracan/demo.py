@@ -184,16 +184,30 @@ def _quantile(buckets: list[tuple[float, float]], q: float) -> float:
     return buckets[-1][0]
 
 
+#: the worker's counters that say whether its sequencer left event-time order: late requests
+#: and stall releases are 0 when every request was decided in event-time order; partitions
+#: declared idle after the last tick of a finite run are expected
+ORDER_COUNTERS = (
+    "huracan_late_requests_total",
+    "huracan_stall_releases_total",
+    "huracan_idle_partitions_total",
+)
+
+
 def parse_metrics(text: str) -> dict[str, object]:
-    """The demo's figures from the worker's ``/metrics`` text."""
+    """The demo's figures from the worker's ``/metrics`` text (``order``: the
+    :data:`ORDER_COUNTERS`)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     decisions: dict[str, float] = {}
     hist: dict[str, list[tuple[float, float]]] = {}
+    order = dict.fromkeys(ORDER_COUNTERS, 0.0)
     requests = held = 0.0
     for family in text_string_to_metric_families(text):
         for s in family.samples:
-            if s.name == "huracan_records_out_total" and s.labels["topic"].endswith(
+            if s.name in order:
+                order[s.name] += s.value
+            elif s.name == "huracan_records_out_total" and s.labels["topic"].endswith(
                 ".trade-requests"
             ):
                 requests += s.value
@@ -214,6 +228,7 @@ def parse_metrics(text: str) -> dict[str, object]:
         "latency_ms": latency,
         "requests": int(requests),
         "held": int(held),
+        "order": order,
     }
 
 

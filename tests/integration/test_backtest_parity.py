@@ -94,7 +94,9 @@ def _live_then_backtest(
         live_decisions = read_topic(cfg, "RiskDecision")
         live_executions = read_topic(cfg, "Execution")
         counts = topic_counts(cfg)
-        order_metrics = _order_metrics((worker.get("/metrics") or b"").decode())
+        order_metrics: dict[str, float] = parse_metrics((worker.get("/metrics") or b"").decode())[
+            "order"
+        ]  # type: ignore[assignment]
     assert counts["CostUpdate"] == counts["ControlEvent"] == counts["DeadLetter"] == 0
     assert {d["decision"] for d in live_decisions} >= {"APPROVE", "BLOCK"}
     assert {e["action"] for e in live_executions} == {"OPEN", "CLOSE"}
@@ -135,20 +137,6 @@ def _live_then_backtest(
     assert report["executions"] == len(live_executions)
     assert (out / "equity.png").is_file()
     return order_metrics
-
-
-def _order_metrics(text: str) -> dict[str, float]:
-    wanted = (
-        "huracan_late_requests_total",
-        "huracan_stall_releases_total",
-        "huracan_idle_partitions_total",
-    )
-    out = dict.fromkeys(wanted, 0.0)
-    for line in text.splitlines():
-        name, _, value = line.partition(" ")
-        if name in out:
-            out[name] = float(value)
-    return out
 
 
 def test_backtest_when_over_the_ticks_a_live_run_processed_then_byte_identical_decisions(
