@@ -16,6 +16,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from huracan.config import HuracanConfig, build_config
 from huracan.streams.serde import make_serde
 from huracan.streams.topics import TopicCatalog, ensure_topics, record_counts
+from huracan.wiring import build_engine
 from huracan.worker_process import running_worker as worker_process
 
 
@@ -39,6 +40,27 @@ def pipeline_config(
         },
         environ={"HURACAN_KAFKA_BOOTSTRAP": bootstrap},
     )  # fmt: skip
+
+
+def engine_run(
+    cfg: HuracanConfig,
+    ticks: list[dict[str, Any]],
+    cost_updates: list[dict[str, Any]] | None = None,
+) -> tuple[Any, list[dict[str, Any]], list[dict[str, Any]]]:
+    """The in-process engine over ``ticks`` (cost updates folded before the first tick at or
+    after their time), finished: ``(engine, decisions, executions)``, the tests' reference."""
+    engine = build_engine(cfg)
+    pending = sorted(cost_updates or (), key=lambda r: r["ts"])
+    decisions: list[dict[str, Any]] = []
+    executions: list[dict[str, Any]] = []
+    for tick in ticks:
+        while pending and pending[0]["ts"] <= tick["ts"]:
+            engine.on_cost_update(pending.pop(0))
+        out = engine.on_tick(tick)
+        decisions += out.decisions
+        executions += out.executions
+    out = engine.finish()
+    return engine, decisions + out.decisions, executions + out.executions
 
 
 def tick_producer(cfg: HuracanConfig) -> Producer:

@@ -26,10 +26,10 @@ from huracan.storage.archive import ArchiveWriter, archive_path, day_of, kind_di
 from huracan.storage.history import read_archive
 from huracan.streams.serde import make_serde
 from huracan.streams.topics import TopicCatalog
-from huracan.wiring import build_engine
 from huracan.worker_process import running_worker
 from tests.integration.pipeline_support import (
     create_topics,
+    engine_run,
     pipeline_config,
     read_topic,
     tick_producer,
@@ -68,18 +68,6 @@ def _publish(cfg: HuracanConfig, ticks: list[dict[str, Any]]) -> dict[str, tuple
     assert producer.flush(30) == 0
     assert len(where) == len(ticks)
     return where
-
-
-def _engine(cfg: HuracanConfig, ticks: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
-    engine = build_engine(cfg)
-    decisions: list[dict] = []
-    executions: list[dict] = []
-    for t in ticks:
-        out = engine.on_tick(t)
-        decisions += out.decisions
-        executions += out.executions
-    out = engine.finish()
-    return decisions + out.decisions, executions + out.executions
 
 
 def _archived(root: Path, event_type: str = "MarketTick") -> list[dict[str, Any]]:
@@ -146,7 +134,7 @@ def test_archive_agent_when_worker_runs_then_every_tick_archived_once_and_decisi
     create_topics(cfg)
     topic = TopicCatalog.from_config(cfg).for_event_type("MarketTick").name
     ticks = _ticks(2_000, seed=21)
-    decisions, executions = _engine(cfg, ticks)
+    _, decisions, executions = engine_run(cfg, ticks)
     assert {d["decision"] for d in decisions} >= {"APPROVE", "BLOCK"}
     where = _publish(cfg, ticks)
     seeded = ticks[:300]

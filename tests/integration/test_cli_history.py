@@ -8,7 +8,7 @@ files and the replays against the in-process engine over the same records.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,8 +25,7 @@ from huracan.storage.archive import read_metadata
 from huracan.storage.history import read_archive
 from huracan.streams.serde import make_serde
 from huracan.streams.topics import TopicCatalog, ensure_topics
-from huracan.wiring import build_engine
-from tests.integration.pipeline_support import tick_producer
+from tests.integration.pipeline_support import engine_run, tick_producer
 
 #: 2026-01-01T00:00:00Z in epoch microseconds
 T0 = 1_767_225_600_000_000
@@ -120,23 +119,6 @@ def _publish(cfg: HuracanConfig) -> tuple[Records, list[tuple[tuple[int, int], A
     return ticks, located, costs
 
 
-def _engine_run(
-    cfg: HuracanConfig, ticks: Iterable[Mapping[str, Any]], costs: Records
-) -> tuple[Records, Records]:
-    engine = build_engine(cfg)
-    pending = sorted(costs, key=lambda r: r["ts"])
-    decisions: Records = []
-    executions: Records = []
-    for tick in ticks:
-        while pending and pending[0]["ts"] <= tick["ts"]:
-            engine.on_cost_update(pending.pop(0))
-        out = engine.on_tick(tick)
-        decisions += out.decisions
-        executions += out.executions
-    out = engine.finish()
-    return decisions + out.decisions, executions + out.executions
-
-
 def test_archive_when_ticks_published_then_files_hold_them_with_their_offsets(
     config: HuracanConfig, tmp_path: Path
 ) -> None:
@@ -188,7 +170,7 @@ def test_replay_when_from_topic_with_start_time_then_equals_the_replay_from_the_
     start_us = T0 + 1_000_000
     start = datetime.fromtimestamp(start_us / 1e6, tz=UTC).isoformat()
     chosen = [t for t in ticks if t["ts"] >= start_us]
-    decisions, executions = _engine_run(config, chosen, costs)
+    _, decisions, executions = engine_run(config, chosen, costs)
     assert {d["decision"] for d in decisions} >= {"APPROVE", "BLOCK"}
 
     # act
@@ -221,7 +203,7 @@ def test_replay_when_from_topic_offsets_then_only_the_records_from_those_offsets
     starts = {0: 200, 1: 0, 2: 350}
     picked = {t["event_id"] for (p, o), t in located if o >= starts[p]}
     chosen = [t for t in ticks if t["event_id"] in picked]
-    decisions, executions = _engine_run(config, chosen, costs)
+    _, decisions, executions = engine_run(config, chosen, costs)
 
     # act
     offsets = ",".join(f"{p}:{o}" for p, o in starts.items())
@@ -240,7 +222,7 @@ def test_backtest_when_from_topic_then_report_of_the_same_ticks(
     config: HuracanConfig, tmp_path: Path
 ) -> None:
     ticks, _, costs = _publish(config)
-    decisions, _ = _engine_run(config, ticks, costs)
+    _, decisions, _ = engine_run(config, ticks, costs)
 
     result = _cli(
         config, "backtest", "--from", "topic", "--out", str(tmp_path), "--json", "--no-chart"

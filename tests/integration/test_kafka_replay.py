@@ -5,33 +5,18 @@ from __future__ import annotations
 import random
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 from confluent_kafka.admin import AdminClient
 
 from huracan.backtest.errors import KafkaReplayTimeout
 from huracan.backtest.kafka_replay import replay_via_kafka
-from huracan.config import HuracanConfig
 from huracan.domain.universe import universe
 from huracan.simulate import MarketSimulator
 from huracan.streams.serde import make_serde
-from huracan.wiring import build_engine
-from tests.integration.pipeline_support import pipeline_config
+from tests.integration.pipeline_support import engine_run, pipeline_config
 
 T0 = 1_767_225_600_000_000
-
-
-def _engine_run(cfg: HuracanConfig, ticks: list[dict[str, Any]]) -> tuple[Any, list, list]:
-    engine = build_engine(cfg)
-    decisions: list[dict[str, Any]] = []
-    executions: list[dict[str, Any]] = []
-    for t in ticks:
-        out = engine.on_tick(t)
-        decisions += out.decisions
-        executions += out.executions
-    out = engine.finish()
-    return engine, decisions + out.decisions, executions + out.executions
 
 
 def _topics(bootstrap: str, prefix: str) -> list[str]:
@@ -45,7 +30,7 @@ def test_replay_via_kafka_when_ticks_replayed_then_engine_decisions_and_executio
     # arrange: the engine over the ticks in event-time order; the replay gets them shuffled
     cfg = pipeline_config(kafka_bootstrap, "unused-by-the-replay")
     ticks = list(MarketSimulator(universe(20), seed=31, start_ts_us=T0, rate=500).ticks(2_000))
-    engine, decisions, executions = _engine_run(cfg, ticks)
+    engine, decisions, executions = engine_run(cfg, ticks)
     assert {d["decision"] for d in decisions} >= {"APPROVE", "BLOCK"}
     assert {e["action"] for e in executions} == {"OPEN", "CLOSE"}
     shuffled = ticks[:]

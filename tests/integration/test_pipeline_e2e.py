@@ -10,9 +10,9 @@ from huracan.domain.universe import universe
 from huracan.simulate import MarketSimulator
 from huracan.streams.serde import make_serde
 from huracan.streams.topics import TopicCatalog
-from huracan.wiring import build_engine
 from tests.integration.pipeline_support import (
     create_topics,
+    engine_run,
     http_json,
     pipeline_config,
     publish_ticks,
@@ -26,18 +26,6 @@ N_TICKS = 3_000
 T0 = 1_767_225_600_000_000
 
 
-def _engine_run(cfg, ticks: list[dict]) -> tuple[object, list[dict], list[dict]]:  # type: ignore[no-untyped-def]
-    engine = build_engine(cfg)
-    decisions: list[dict] = []
-    executions: list[dict] = []
-    for t in ticks:
-        out = engine.on_tick(t)
-        decisions += out.decisions
-        executions += out.executions
-    out = engine.finish()
-    return engine, decisions + out.decisions, executions + out.executions
-
-
 def test_pipeline_when_ticks_flow_then_same_decisions_and_executions_as_the_engine_byte_for_byte(
     kafka_bootstrap: str, tmp_path: Path, unique_name
 ) -> None:
@@ -46,7 +34,7 @@ def test_pipeline_when_ticks_flow_then_same_decisions_and_executions_as_the_engi
     create_topics(cfg)
     serde = make_serde(cfg)
     ticks = list(MarketSimulator(universe(20), seed=5, start_ts_us=T0, rate=500).ticks(N_TICKS))
-    engine, expected_decisions, expected_executions = _engine_run(cfg, ticks)
+    engine, expected_decisions, expected_executions = engine_run(cfg, ticks)
     assert engine.stats.signals > 0
     assert {d["decision"] for d in expected_decisions} >= {"APPROVE", "BLOCK"}
     assert {e["action"] for e in expected_executions} == {"OPEN", "CLOSE"}

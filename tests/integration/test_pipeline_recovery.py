@@ -25,13 +25,13 @@ from huracan.streams.serde import make_serde
 from huracan.worker_process import running_worker
 from tests.integration.pipeline_support import (
     create_topics,
+    engine_run,
     http_json,
     pipeline_config,
     publish_ticks,
     read_topic,
     topic_counts,
 )
-from tests.integration.test_pipeline_e2e import _engine_run
 from tests.waiting import wait_until
 
 T0 = 1_767_225_600_000_000
@@ -57,7 +57,7 @@ def _distinct(cfg: HuracanConfig, event_type: str, id_field: str = "event_id") -
 
 def _assert_engine_facts(cfg: HuracanConfig, ticks: list[dict], port: int | None) -> None:
     serde = make_serde(cfg)
-    engine, decisions, executions = _engine_run(cfg, ticks)
+    engine, decisions, executions = engine_run(cfg, ticks)
     live_features = _distinct(cfg, "FeatureVector")
     live_decisions = _distinct(cfg, "RiskDecision")
     live_executions = _distinct(cfg, "Execution", "execution_id")
@@ -105,7 +105,7 @@ def test_worker_when_stopped_mid_stream_and_restarted_then_tables_recovered_and_
     cfg = pipeline_config(kafka_bootstrap, unique_name("restart"))
     create_topics(cfg)
     ticks = _ticks(4_000)
-    _, decisions, executions = _engine_run(cfg, ticks)
+    _, decisions, executions = engine_run(cfg, ticks)
 
     # act: stop the worker (SIGTERM) while it is busy with the first half
     with running_worker(cfg, tmp_path / "a") as first:
@@ -128,7 +128,7 @@ def test_worker_when_killed_mid_stream_then_replacement_loses_nothing(
     cfg = pipeline_config(kafka_bootstrap, unique_name("kill9"))
     create_topics(cfg)
     ticks = _ticks(4_000, seed=12)
-    _, decisions, executions = _engine_run(cfg, ticks)
+    _, decisions, executions = engine_run(cfg, ticks)
 
     # act: SIGKILL in the middle of the stream (no shutdown, no final commit)
     with running_worker(cfg, tmp_path / "a") as first:
@@ -182,7 +182,7 @@ def test_two_workers_when_running_then_partitions_split_and_no_coin_processed_tw
     cfg = pipeline_config(kafka_bootstrap, unique_name("two"))
     create_topics(cfg)
     ticks = _ticks(3_000, coins=24, seed=13)
-    _, decisions, executions = _engine_run(cfg, ticks)
+    _, decisions, executions = engine_run(cfg, ticks)
 
     with running_worker(cfg, tmp_path / "a") as a, running_worker(cfg, tmp_path / "b") as b:
 
@@ -220,7 +220,7 @@ def test_worker_when_started_on_a_backlog_then_every_record_processed_once(
     cfg = pipeline_config(kafka_bootstrap, unique_name("backlog"), partitions=12)
     create_topics(cfg)
     ticks = _ticks(12_000, coins=48, seed=14)
-    _, decisions, executions = _engine_run(cfg, ticks)
+    _, decisions, executions = engine_run(cfg, ticks)
     publish_ticks(cfg, ticks)
 
     # act
