@@ -25,14 +25,36 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 
 #: records delivered between two yields to the event loop (Faust's own value)
 YIELD_EVERY = 100
 
 
+class ListOffsetsConsumerThread(AIOKafkaConsumerThread):
+    """Faust's consumer thread, whose high watermarks are asked of the broker under
+    ``exactly_once`` too.
+
+    With ``exactly_once`` (a ``read_committed`` consumer) faust-streaming 0.15.3 takes the
+    high watermarks that table recovery reads up to from ``last_stable_offset``, which aiokafka
+    only knows once it has fetched from the partition: a worker starting on existing
+    changelogs got -1 ("empty") for every changelog, declared its tables recovered with nothing
+    read, and went on from the committed offsets with empty state (measured: the stop/restart
+    test under exactly_once never decided the second half). A ListOffsets request made by a
+    ``read_committed`` consumer returns the last stable offset, fetched or not; under
+    ``at_least_once`` it returns the high watermark, as Faust's own call does."""
+
+    async def _highwaters(self, partitions: list[Any]) -> Any:
+        return await self._ensure_consumer().end_offsets(partitions)
+
+
 class BatchDrainConsumer(AIOKafkaConsumer):
-    """Faust's aiokafka consumer with a fetch loop that waits once per batch (module doc)."""
+    """Faust's aiokafka consumer with a fetch loop that waits once per batch (module doc), and
+    high watermarks that table recovery can trust (:class:`ListOffsetsConsumerThread`)."""
+
+    def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
+        return ListOffsetsConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - the worker's
         callback = self.callback
