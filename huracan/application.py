@@ -32,6 +32,7 @@ from huracan.agents.batching import ProcessedEvent
 from huracan.agents.consumer import use_batch_drain_consumer
 from huracan.agents.pipeline import STATE_ROW_MAX_BYTES, Pipeline, build_pipeline
 from huracan.agents.recovery import SeekFirstTableManager
+from huracan.agents.transactions import use_task_transactions
 from huracan.config import HuracanConfig, load_config
 from huracan.models import RegistryModels
 from huracan.observability import metrics
@@ -78,6 +79,10 @@ def create_app(
     app = faust.App(cfg.faust.app_id, **settings)
     # one wait per fetched batch instead of four asyncio tasks per record (agents/consumer.py)
     use_batch_drain_consumer(app)
+    if cfg.faust.processing_guarantee == "exactly_once":
+        # one transaction per batch and source partition, not Faust's per-group transactions,
+        # which deadlock this topology (huracan.agents.transactions)
+        use_task_transactions(app)
     app.huracan_config = cfg  # type: ignore[attr-defined]
     if with_pipeline:
         # each coin's active model from the registry, the baseline otherwise (huracan.models)

@@ -54,7 +54,7 @@ import weakref
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.streams import _current_event
@@ -62,6 +62,7 @@ from faust.types import EventT, StreamT
 
 from huracan.agents.batching import take_batches
 from huracan.agents.idleness import PartitionIdleness
+from huracan.agents.transactions import TaskTransactions, TaskUnit, split_by_partition
 from huracan.config import ConfigError, HuracanConfig
 from huracan.domain.costs import CostBook, CostSettings
 from huracan.domain.engine import apply_cost_update, process_tick
@@ -196,11 +197,11 @@ async def changelogs_durable(app: faust.App) -> None:
 class _Outbox:
     """The sends of one batch, awaited together before the batch's state is written.
 
-    Records go straight to the app's producer (``app.maybe_start_producer()``), the same call
-    Faust's ``Topic.send`` ends in; the layers above
-    it (a ``FutureMessage`` per record, send sensors and callbacks) cost about as much as our
-    whole per-tick work, and we use none of them: keys and values are bytes already and the
-    default partitioner places them, as it does for ``Topic.send``.
+    Records go straight to the app's Kafka producer (``app.maybe_start_producer()``), the same
+    call Faust's ``Topic.send`` ends in; the layers above it (a ``FutureMessage`` per record,
+    send sensors and callbacks) cost about as much as our whole per-tick work, and we use none
+    of them: keys and values are bytes already and the default partitioner places them, as it
+    does for ``Topic.send``.
     """
 
     def __init__(self, producer: Any) -> None:
@@ -211,14 +212,57 @@ class _Outbox:
     async def of(cls, app: faust.App) -> _Outbox:
         return cls(await app.maybe_start_producer())
 
-    async def send(self, topic: Any, key: bytes | None, value: bytes) -> None:
-        name = topic.get_topic_name()
-        self.pending.append(await self.producer.send(name, key, value, None, None, None))
+    async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        self.pending.append(await self.producer.send(topic, key, value, None, None, None))
 
     async def delivered(self) -> None:
         if self.pending:
             await asyncio.gather(*self.pending)
             self.pending.clear()
+
+
+class _AtLeastOnceUnit:
+    """An agent's work on one batch, at least once (the module doc's order of steps).
+
+    ``send`` goes to the app's producer; ``delivered`` waits for the sends; ``write`` and
+    ``delete`` change a table row through Faust (its changelog record is buffered); ``commit``
+    waits until the broker has the changelog records (:func:`changelogs_durable`), after which
+    the batch may be acknowledged. The same interface as
+    :class:`~huracan.agents.transactions.TaskUnit`, the exactly-once unit."""
+
+    def __init__(self, app: faust.App, outbox: _Outbox) -> None:
+        self.app = app
+        self.out = outbox
+
+    async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        await self.out.send(topic, key, value)
+
+    async def delivered(self) -> None:
+        await self.out.delivered()
+
+    async def write(self, table: Any, key: str, value: Any, event: EventT[Any]) -> None:
+        _enter(event)
+        table[key] = value
+
+    async def delete(self, table: Any, key: str, event: EventT[Any]) -> None:
+        _enter(event)
+        del table[key]
+
+    async def commit(self, events: Sequence[EventT[Any]]) -> None:
+        await self.out.delivered()
+        await changelogs_durable(self.app)
+
+    async def abort(self) -> None:
+        """Nothing to undo: the batch is not acknowledged, so it is delivered again."""
+
+
+#: the unit of work an agent's batch body writes to (at least once, or a transaction)
+Unit = _AtLeastOnceUnit | TaskUnit
+
+
+def _enter(event: EventT[Any]) -> None:
+    """Make ``event`` Faust's current event: table writes go to its partition."""
+    _current_event.set(weakref.ref(event))
 
 
 def build_pipeline(
@@ -294,17 +338,35 @@ def build_pipeline(
     baseline = BaselineMomentumModel()
     rules = exit_rules(cfg)
 
+    exactly_once = cfg.faust.processing_guarantee == "exactly_once"
+    # the task (agent) whose transactional producer commits a source partition's offsets
+    # (huracan.agents.transactions); co-partitioned sources of one agent share its tasks
+    app.huracan_task_topics = {  # type: ignore[attr-defined]
+        tick_topic: "coin",
+        cost_topic: "coin",
+        t_requests.get_topic_name(): "sequencer",
+        control_topic: "sequencer",
+        t_decisions.get_topic_name(): "execution",
+    }
+    features_topic, signals_topic = t_features.get_topic_name(), t_signals.get_topic_name()
+    requests_topic, decisions_topic = t_requests.get_topic_name(), t_decisions.get_topic_name()
+    executions_topic, dead_topic = t_executions.get_topic_name(), t_dead.get_topic_name()
+
     # --------------------------------------------------------------------------- helpers
-    def store_window(
-        tbl: Any, prefix: str, changes: tuple[list[tuple[str, int]], list[str]]
+    async def store_window(
+        unit: Unit,
+        tbl: Any,
+        prefix: str,
+        changes: tuple[list[tuple[str, int]], list[str]],
+        event: EventT[Any],
     ) -> None:
         """A de-duplication window's changes (huracan.domain.dedupe), one key per id."""
         remembered, forgotten = changes
         for key, n in remembered:
-            tbl[prefix + key] = n
+            await unit.write(tbl, prefix + key, n, event)
         for key in forgotten:
             if prefix + key in tbl:
-                del tbl[prefix + key]
+                await unit.delete(tbl, prefix + key, event)
 
     def numbered_keys(tbl: Any, prefix: str) -> list[tuple[str, int]]:
         """The ``(id, number)`` pairs :func:`store_window` wrote under ``prefix``."""
@@ -314,13 +376,8 @@ def build_pipeline(
             if v is not None and str(k).startswith(prefix)
         ]
 
-    def enter(event: EventT[Any]) -> None:
-        """Make ``event`` Faust's current event: table writes go to its partition."""
-        _current_event.set(weakref.ref(event))
-
-    async def dead_letter(
-        out: _Outbox, event: EventT[Any], agent: str, error: BaseException
-    ) -> None:
+    # --------------------------------------------------------------------------- helpers
+    async def dead_letter(unit: Unit, event: EventT[Any], agent: str, error: BaseException) -> None:
         msg = event.message
         record = build_dead_letter(
             value=msg.value,
@@ -335,7 +392,7 @@ def build_pipeline(
         reason = str(record["reason"])
         metrics.DEAD_LETTERS.labels(agent=agent, reason=reason).inc()
         log.warning("dead-lettered %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, reason)
-        await out.send(t_dead, msg.key, serde.encode("DeadLetter", record))
+        await unit.send(dead_topic, msg.key, serde.encode("DeadLetter", record))
 
     async def batches(
         stream: StreamT[bytes], *, yield_empty: bool = False
@@ -343,11 +400,44 @@ def build_pipeline(
         async for events in take_batches(stream, batch, within, yield_empty=yield_empty):
             yield events
 
+    async def in_units(
+        task: str,
+        events: Sequence[EventT[Any]],
+        body: Callable[[Unit, Sequence[EventT[Any]]], Awaitable[None]],
+    ) -> None:
+        """Run ``body`` on a batch and finish it, so that the batch may be acknowledged.
+
+        At least once: one unit for the whole batch. Exactly once: one transaction per source
+        partition (``task``'s producer for that partition), committed with the partition's
+        offsets; a failed transaction crashes the worker (huracan.agents.transactions)."""
+        if not exactly_once:
+            once = _AtLeastOnceUnit(app, await _Outbox.of(app))
+            await body(once, events)
+            await once.commit(events)
+            return
+        tx = cast(TaskTransactions, app.consumer.transactions)
+        units: list[tuple[TaskUnit, list[EventT[Any]]]] = []
+        try:
+            for part, part_events in split_by_partition(events).items():
+                unit = TaskUnit(await tx.producer_for(task, part), app.conf.id, part)
+                await unit.begin()
+                units.append((unit, part_events))
+                await body(unit, part_events)
+            await asyncio.gather(*(u.commit(evs) for u, evs in units))
+        except asyncio.CancelledError:
+            await asyncio.gather(*(u.abort() for u, _ in units))
+            raise
+        except Exception as exc:
+            await asyncio.gather(*(u.abort() for u, _ in units))
+            log.exception("%s: transaction failed, stopping the worker: %r", task, exc)
+            await app.crash(exc)
+            raise
+
     def observe_in(agent: str, topic_name: str, n: int = 1) -> None:
         metrics.RECORDS_IN.labels(agent=agent, topic=topic_name).inc(n)
 
-    def observe_out(agent: str, t: Any, n: int = 1) -> None:
-        metrics.RECORDS_OUT.labels(agent=agent, topic=t.get_topic_name()).inc(n)
+    def observe_out(agent: str, topic_name: str, n: int = 1) -> None:
+        metrics.RECORDS_OUT.labels(agent=agent, topic=topic_name).inc(n)
 
     # --------------------------------------------------------------------------- coin
     idleness = PartitionIdleness(idle_after_s=cfg.faust.order_idle_ms / 1000)
@@ -383,116 +473,116 @@ def build_pipeline(
             },
         )
 
-    async def coin_agent(stream: StreamT[bytes]) -> None:
-        async for events in batches(stream, yield_empty=True):
-            mono_now = time.monotonic()
-            if not events:  # the stream is quiet: only the idle check
-                if idleness.due(mono_now):
-                    marks_out = idle_marks(mono_now)
-                    if marks_out:
-                        out = await _Outbox.of(app)
-                        for part, ts in marks_out:
-                            await out.send(
-                                t_requests, str(part).encode(), watermark(part, ts, None, idle=True)
-                            )
-                        metrics.IDLE_PARTITIONS.inc(len(marks_out))
-                        await out.delivered()
+    async def send_idle_marks(now: float) -> None:
+        """Idle marks for the partitions that went quiet (huracan.agents.idleness): after the
+        batch, so after every request the agent made from them. They are sent through the
+        app's producer, outside any batch's unit (under exactly_once: outside any transaction,
+        after the transactions of the partitions' last batches were committed): a mark is a
+        fact about the consumer, not a result of a batch, and carries no state."""
+        if not idleness.due(now):
+            return
+        marks_out = idle_marks(now)
+        if not marks_out:
+            return
+        out = await _Outbox.of(app)
+        for part, ts in marks_out:
+            await out.send(requests_topic, str(part).encode(), watermark(part, ts, None, idle=True))
+        metrics.IDLE_PARTITIONS.inc(len(marks_out))
+        await out.delivered()
+
+    async def coin_batch(unit: Unit, events: Sequence[EventT[Any]]) -> None:
+        mono_now = time.monotonic()
+        dirty: dict[str, tuple[EventT[Any], CoinState]] = {}
+        marks: dict[int, tuple[int, str]] = {}
+        # counted per batch: a labelled counter costs a lookup and a lock per call (1.75 µs)
+        n_in: Counter[str] = Counter()
+        n_features = n_signals = n_requests = 0
+        for event in events:
+            src = event.message.topic
+            n_in[src] += 1
+            is_tick = src == tick_topic
+            if is_tick:
+                idleness.on_tick(event.message.partition, event.message.offset, mono_now)
+            try:
+                record = serde.decode(
+                    event.message.value, expected="MarketTick" if is_tick else "CostUpdate"
+                )
+            except SerdeError as exc:
+                await dead_letter(unit, event, "coin", exc)
                 continue
-            out = await _Outbox.of(app)
-            dirty: dict[str, tuple[EventT[Any], CoinState]] = {}
-            marks: dict[int, tuple[int, str]] = {}
-            # counted per batch: a labelled counter costs a lookup and a lock per call (1.75 µs)
-            n_in: Counter[str] = Counter()
-            n_features = n_signals = n_requests = 0
-            for event in events:
-                src = event.message.topic
-                n_in[src] += 1
-                is_tick = src == tick_topic
-                if is_tick:
-                    idleness.on_tick(event.message.partition, event.message.offset, mono_now)
+            coin = str(record["coin"])
+            held = dirty.get(coin)
+            state = held[1] if held else CoinState.load(coin_table.get(coin), cost_cfg, rules)
+            if not is_tick:
                 try:
-                    record = serde.decode(
-                        event.message.value, expected="MarketTick" if is_tick else "CostUpdate"
-                    )
-                except SerdeError as exc:
-                    await dead_letter(out, event, "coin", exc)
-                    continue
-                coin = str(record["coin"])
-                held = dirty.get(coin)
-                state = held[1] if held else CoinState.load(coin_table.get(coin), cost_cfg, rules)
-                if not is_tick:
-                    try:
-                        apply_cost_update(state.costs, record)
-                    except DomainError as exc:
-                        await dead_letter(out, event, "coin", exc)
-                        continue
-                    dirty[coin] = (event, state)
-                    continue
-                model = (models(coin) if models else None) or baseline
-                try:
-                    result = process_tick(
-                        record, state=state.features, costs=state.costs, monitor=state.monitor,
-                        model=model, sector=sectors.get(coin), params=feature_params,
-                    )  # fmt: skip
-                except (FeatureError, DomainError) as exc:
-                    await dead_letter(out, event, "coin", exc)
-                    continue
-                except Exception as exc:  # noqa: BLE001 - a broken model must not stop the agent
-                    await dead_letter(out, event, "coin", exc)
+                    apply_cost_update(state.costs, record)
+                except DomainError as exc:
+                    await dead_letter(unit, event, "coin", exc)
                     continue
                 dirty[coin] = (event, state)
-                part = event.message.partition
-                mark = marks.get(part)
-                if mark is None or record["ts"] >= mark[0]:
-                    marks[part] = (int(record["ts"]), str(record["event_id"]))
-                if result is None:
-                    metrics.DUPLICATES.labels(agent="coin").inc()
-                    continue
-                key = coin.encode()
-                await out.send(
-                    t_features, key, serde.encode("FeatureVector", result.features.to_record())
-                )
-                n_features += 1
-                if result.signal is not None:
-                    signal = result.signal_record or result.signal.to_record()
-                    await out.send(t_signals, key, serde.encode("Signal", signal))
-                    n_signals += 1
-                    metrics.observe_latency("tick_to_signal", result.signal.ts, wall_clock())
-                if result.cost_rejection is not None:
-                    metrics.COST_REJECTIONS.labels(reason=result.cost_rejection).inc()
-                for request in result.requests:
-                    await out.send(t_requests, key, serde.encode("TradeRequest", request))
-                    n_requests += 1
-                    if request["intent"] == "CLOSE":
-                        metrics.EXITS.labels(reason=str(request["exit_reason"])).inc()
-            # after the batch's requests, on the same partition: the watermarks
-            for part, (ts, last_id) in marks.items():
-                await out.send(t_requests, str(part).encode(), watermark(part, ts, last_id))
-                idleness.on_mark(part, ts)
-            # a partition silent while others keep this agent busy
-            if idleness.due(mono_now):
-                marks_out = idle_marks(mono_now)
-                for part, ts in marks_out:
-                    await out.send(
-                        t_requests, str(part).encode(), watermark(part, ts, None, idle=True)
-                    )
-                metrics.IDLE_PARTITIONS.inc(len(marks_out))
-            for src, n in n_in.items():
-                observe_in("coin", src, n)
-            outs = ((t_features, n_features), (t_signals, n_signals), (t_requests, n_requests))
-            for t, n in outs:
-                if n:
-                    observe_out("coin", t, n)
-            await out.delivered()
-            for coin, (event, state) in dirty.items():
-                enter(event)
-                coin_table[coin] = state.to_dict()
-            await changelogs_durable(app)
+                continue
+            model = (models(coin) if models else None) or baseline
+            try:
+                result = process_tick(
+                    record, state=state.features, costs=state.costs, monitor=state.monitor,
+                    model=model, sector=sectors.get(coin), params=feature_params,
+                )  # fmt: skip
+            except (FeatureError, DomainError) as exc:
+                await dead_letter(unit, event, "coin", exc)
+                continue
+            except Exception as exc:  # noqa: BLE001 - a broken model must not stop the agent
+                await dead_letter(unit, event, "coin", exc)
+                continue
+            dirty[coin] = (event, state)
+            part = event.message.partition
+            mark = marks.get(part)
+            if mark is None or record["ts"] >= mark[0]:
+                marks[part] = (int(record["ts"]), str(record["event_id"]))
+            if result is None:
+                metrics.DUPLICATES.labels(agent="coin").inc()
+                continue
+            key = coin.encode()
+            await unit.send(
+                features_topic, key, serde.encode("FeatureVector", result.features.to_record())
+            )
+            n_features += 1
+            if result.signal is not None:
+                signal = result.signal_record or result.signal.to_record()
+                await unit.send(signals_topic, key, serde.encode("Signal", signal))
+                n_signals += 1
+                metrics.observe_latency("tick_to_signal", result.signal.ts, wall_clock())
+            if result.cost_rejection is not None:
+                metrics.COST_REJECTIONS.labels(reason=result.cost_rejection).inc()
+            for request in result.requests:
+                await unit.send(requests_topic, key, serde.encode("TradeRequest", request))
+                n_requests += 1
+                if request["intent"] == "CLOSE":
+                    metrics.EXITS.labels(reason=str(request["exit_reason"])).inc()
+        # after the batch's requests, on the same partition: the watermarks
+        for part, (ts, last_id) in marks.items():
+            await unit.send(requests_topic, str(part).encode(), watermark(part, ts, last_id))
+            idleness.on_mark(part, ts)
+        for src, n in n_in.items():
+            observe_in("coin", src, n)
+        outs = ((features_topic, n_features), (signals_topic, n_signals))
+        for name, n in (*outs, (requests_topic, n_requests)):
+            if n:
+                observe_out("coin", name, n)
+        await unit.delivered()
+        for coin, (event, state) in dirty.items():
+            await unit.write(coin_table, coin, state.to_dict(), event)
+
+    async def coin_agent(stream: StreamT[bytes]) -> None:
+        # empty batches too: a quiet stream still checks its partitions for idleness
+        async for events in batches(stream, yield_empty=True):
+            if events:
+                await in_units("coin", events, coin_batch)
+            await send_idle_marks(time.monotonic())
 
     # --------------------------------------------------------------------------- sequencer
-    sequencer_sources = raw_topic(t_requests.get_topic_name(), control_topic)
+    sequencer_sources = raw_topic(requests_topic, control_topic)
     holder = pipe.state
-    single_writer_topics = {t_requests.get_topic_name(), t_decisions.get_topic_name()}
+    single_writer_topics = {requests_topic, decisions_topic}
 
     async def forget_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         revoked = args[0] if args else kwargs.get("revoked", ())
@@ -534,104 +624,106 @@ def build_pipeline(
             holder["sequencer"], holder["order"] = seq, order
         return holder["sequencer"], holder["order"]
 
-    async def decide(out: _Outbox, seq: RiskSequencer, request: dict[str, Any]) -> None:
+    async def decide(unit: Unit, seq: RiskSequencer, request: dict[str, Any]) -> None:
         decision = seq.decide(request)
         if decision is None:
             metrics.DUPLICATES.labels(agent="sequencer").inc()
             return
         outcome, reason = decision["decision"], decision["reason_code"]
         metrics.DECISIONS.labels(decision=outcome, reason=reason).inc()
-        await out.send(
-            t_decisions, str(decision["coin"]).encode(), serde.encode("RiskDecision", decision)
+        await unit.send(
+            decisions_topic, str(decision["coin"]).encode(), serde.encode("RiskDecision", decision)
         )
         metrics.observe_latency("signal_to_decision", int(request["signal_ts"]), wall_clock())
 
+    async def sequencer_batch(unit: Unit, events: Sequence[EventT[Any]]) -> None:
+        seq, order = sequencer_state()
+        now_us = int(wall_clock() * 1e6)
+        changed = False
+        for event in events:
+            src = event.message.topic
+            observe_in("sequencer", src)
+            try:
+                decoded = serde.decode_event(event.message.value)
+            except SerdeError as exc:
+                await dead_letter(unit, event, "sequencer", exc)
+                continue
+            kind, record = decoded.event_type, decoded.record
+            expected = _CONTROL if src == control_topic else _REQUESTS
+            if kind not in expected:
+                await dead_letter(
+                    unit, event, "sequencer",
+                    SerdeError("unexpected_event_type", f"{kind} on {src}", event_type=kind),
+                )  # fmt: skip
+                continue
+            try:
+                if kind == "ControlEvent":
+                    changed = True
+                    outcome = seq.apply_control(record)
+                    metrics.CONTROL.labels(
+                        command=outcome.command, outcome=outcome.reason_code
+                    ).inc()
+                    log.info(
+                        "control %s: %s (%s)",
+                        outcome.command, outcome.reason_code, outcome.detail,
+                    )  # fmt: skip
+                elif kind == "Watermark":
+                    if record["partition"] >= 0:
+                        changed = True
+                        part, ts = int(record["partition"]), int(record["ts"])
+                        if record.get("idle"):
+                            order.mark_idle(part, ts, now_us)
+                        else:
+                            order.advance(part, ts, now_us)
+                else:
+                    changed = True
+                    for late in order.add(record, now_us):
+                        metrics.LATE_REQUESTS.inc()
+                        await decide(unit, seq, late)
+            except OrderingError as exc:
+                await dead_letter(unit, event, "sequencer", exc)
+                continue
+        stalls_before = order.stats.stall_releases
+        released = order.release(now_us)
+        for request in released:
+            await decide(unit, seq, request)
+        if order.stats.stall_releases > stalls_before:
+            metrics.STALL_RELEASES.inc()
+            log.warning(
+                "released %d held requests out of event-time order: the slowest "
+                "watermark has not moved for faust.order_stall_ms (%d ms)",
+                len(released), cfg.faust.order_stall_ms,
+            )  # fmt: skip
+        metrics.HELD_REQUESTS.set(order.held)
+        await unit.delivered()
+        # a batch of heartbeats that released nothing changed nothing: its rows (the global
+        # one holds the whole de-duplication window, so it is large) would be written as is
+        if not (changed or released):
+            return
+        last = events[-1]
+        order_state = order.to_dict()
+        held_now = {str(r["request_id"]): r for r in order_state.pop("held")}
+        stored_keys: set[str] = holder.setdefault("held_keys", set())
+        for rid in held_now.keys() - stored_keys:
+            await unit.write(risk_table, HELD_PREFIX + rid, held_now[rid], last)
+        for rid in stored_keys - held_now.keys():
+            await unit.delete(risk_table, HELD_PREFIX + rid, last)
+        holder["held_keys"] = set(held_now)
+        await store_window(unit, risk_table, SEEN_PREFIX, seq.take_seen_changes(), last)
+        risk_row = {"sequencer": seq.to_dict(include_seen=False), "order": order_state}
+        await unit.write(risk_table, RISK_KEY, risk_row, last)
+
     async def sequencer_agent(stream: StreamT[bytes]) -> None:
         async for events in batches(stream):
-            seq, order = sequencer_state()
-            out = await _Outbox.of(app)
-            now_us = int(wall_clock() * 1e6)
-            changed = False
-            for event in events:
-                src = event.message.topic
-                observe_in("sequencer", src)
-                try:
-                    decoded = serde.decode_event(event.message.value)
-                except SerdeError as exc:
-                    await dead_letter(out, event, "sequencer", exc)
-                    continue
-                kind, record = decoded.event_type, decoded.record
-                expected = _CONTROL if src == control_topic else _REQUESTS
-                if kind not in expected:
-                    await dead_letter(
-                        out, event, "sequencer",
-                        SerdeError("unexpected_event_type", f"{kind} on {src}", event_type=kind),
-                    )  # fmt: skip
-                    continue
-                try:
-                    if kind == "ControlEvent":
-                        changed = True
-                        outcome = seq.apply_control(record)
-                        metrics.CONTROL.labels(
-                            command=outcome.command, outcome=outcome.reason_code
-                        ).inc()
-                        log.info(
-                            "control %s: %s (%s)",
-                            outcome.command, outcome.reason_code, outcome.detail,
-                        )  # fmt: skip
-                    elif kind == "Watermark":
-                        if record["partition"] >= 0:
-                            changed = True
-                            part, ts = int(record["partition"]), int(record["ts"])
-                            if record.get("idle"):
-                                order.mark_idle(part, ts, now_us)
-                            else:
-                                order.advance(part, ts, now_us)
-                    else:
-                        changed = True
-                        for late in order.add(record, now_us):
-                            metrics.LATE_REQUESTS.inc()
-                            await decide(out, seq, late)
-                except OrderingError as exc:
-                    await dead_letter(out, event, "sequencer", exc)
-                    continue
-            stalls_before = order.stats.stall_releases
-            released = order.release(now_us)
-            for request in released:
-                await decide(out, seq, request)
-            if order.stats.stall_releases > stalls_before:
-                metrics.STALL_RELEASES.inc()
-                log.warning(
-                    "released %d held requests out of event-time order: the slowest "
-                    "watermark has not moved for faust.order_stall_ms (%d ms)",
-                    len(released), cfg.faust.order_stall_ms,
-                )  # fmt: skip
-            metrics.HELD_REQUESTS.set(order.held)
-            await out.delivered()
-            # a batch of heartbeats that released nothing changed nothing: its rows (the global
-            # one holds the whole de-duplication window, so it is large) would be written as is
-            if not (changed or released):
-                continue
-            enter(events[-1])
-            order_state = order.to_dict()
-            held_now = {str(r["request_id"]): r for r in order_state.pop("held")}
-            stored_keys: set[str] = holder.setdefault("held_keys", set())
-            for rid in held_now.keys() - stored_keys:
-                risk_table[HELD_PREFIX + rid] = held_now[rid]
-            for rid in stored_keys - held_now.keys():
-                del risk_table[HELD_PREFIX + rid]
-            holder["held_keys"] = set(held_now)
-            store_window(risk_table, SEEN_PREFIX, seq.take_seen_changes())
-            risk_table[RISK_KEY] = {
-                "sequencer": seq.to_dict(include_seen=False),
-                "order": order_state,
-            }
-            await changelogs_durable(app)
-            metrics.update_exposure(seq.controller.get_exposure_summary())
+            await in_units("sequencer", events, sequencer_batch)
+            seq = holder.get("sequencer")
+            if seq is not None:
+                metrics.update_exposure(seq.controller.get_exposure_summary())
 
     # a heartbeat on trade-requests wakes the sequencer when no partition sends anything, so
     # held requests are released after faust.order_stall_ms (see EventTimeOrder); idle
-    # partitions need no heartbeat, their coin agent's idle mark wakes the sequencer
+    # partitions need no heartbeat, their coin agent's idle mark wakes the sequencer. It is
+    # sent outside any transaction (it carries no state and is not the result of a batch)
     heartbeat_s = max(cfg.faust.order_stall_ms / 8000, 0.05)
 
     async def heartbeat() -> None:
@@ -649,50 +741,53 @@ def build_pipeline(
     app.timer(heartbeat_s, name="huracan.heartbeat")(heartbeat)
 
     # --------------------------------------------------------------------------- execution
+    async def execution_batch(unit: Unit, events: Sequence[EventT[Any]]) -> None:
+        exchange: PaperExchange | None = holder.get("exchange")
+        if exchange is None:
+            stored = exchange_table.get(EXCHANGE_KEY)
+            if stored is None:
+                exchange = PaperExchange()
+                exchange.journal_filled()
+            else:
+                legacy = "filled" in stored  # the window in the row, as before
+                filled = None if legacy else numbered_keys(exchange_table, FILLED_PREFIX)
+                exchange = PaperExchange.from_dict(stored, filled=filled)
+                exchange.journal_filled(include_current=legacy)
+            holder["exchange"] = exchange
+        for event in events:
+            observe_in("execution", event.message.topic)
+            try:
+                decision = serde.decode(event.message.value, expected="RiskDecision")
+            except SerdeError as exc:
+                await dead_letter(unit, event, "execution", exc)
+                continue
+            try:
+                execution = exchange.fill(decision)
+            except ExecutionError as exc:
+                metrics.EXECUTION_ERRORS.inc()
+                await dead_letter(unit, event, "execution", exc)
+                continue
+            if execution is None:
+                continue
+            await unit.send(
+                executions_topic,
+                str(execution["coin"]).encode(),
+                serde.encode("Execution", execution),
+            )
+            metrics.EXECUTIONS.labels(action=execution["action"]).inc()
+            now = wall_clock()
+            metrics.observe_latency("tick_to_execution", int(decision["ts"]), now)
+            metrics.observe_since("decision_to_execution", event.message.timestamp, now)
+        await unit.delivered()
+        last = events[-1]
+        await store_window(
+            unit, exchange_table, FILLED_PREFIX, exchange.take_filled_changes(), last
+        )
+        await unit.write(exchange_table, EXCHANGE_KEY, exchange.to_dict(include_filled=False), last)
+
     async def execution_agent(stream: StreamT[bytes]) -> None:
         async for events in batches(stream):
-            exchange: PaperExchange | None = holder.get("exchange")
-            if exchange is None:
-                stored = exchange_table.get(EXCHANGE_KEY)
-                if stored is None:
-                    exchange = PaperExchange()
-                    exchange.journal_filled()
-                else:
-                    legacy = "filled" in stored  # the window in the row, as before
-                    filled = None if legacy else numbered_keys(exchange_table, FILLED_PREFIX)
-                    exchange = PaperExchange.from_dict(stored, filled=filled)
-                    exchange.journal_filled(include_current=legacy)
-                holder["exchange"] = exchange
-            out = await _Outbox.of(app)
-            for event in events:
-                observe_in("execution", event.message.topic)
-                try:
-                    decision = serde.decode(event.message.value, expected="RiskDecision")
-                except SerdeError as exc:
-                    await dead_letter(out, event, "execution", exc)
-                    continue
-                try:
-                    execution = exchange.fill(decision)
-                except ExecutionError as exc:
-                    metrics.EXECUTION_ERRORS.inc()
-                    await dead_letter(out, event, "execution", exc)
-                    continue
-                if execution is None:
-                    continue
-                await out.send(
-                    t_executions,
-                    str(execution["coin"]).encode(),
-                    serde.encode("Execution", execution),
-                )
-                metrics.EXECUTIONS.labels(action=execution["action"]).inc()
-                now = wall_clock()
-                metrics.observe_latency("tick_to_execution", int(decision["ts"]), now)
-                metrics.observe_since("decision_to_execution", event.message.timestamp, now)
-            await out.delivered()
-            enter(events[-1])
-            store_window(exchange_table, FILLED_PREFIX, exchange.take_filled_changes())
-            exchange_table[EXCHANGE_KEY] = exchange.to_dict(include_filled=False)
-            await changelogs_durable(app)
+            await in_units("execution", events, execution_batch)
 
     coin_sources = raw_topic(tick_topic, cost_topic)
     pipe.agents = {

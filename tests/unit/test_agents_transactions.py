@@ -1,0 +1,202 @@
+"""Exactly-once units of work (huracan.agents.transactions), without a broker.
+
+The producer is a fake that records what a transactional aiokafka producer is asked to do; the
+table is a real Faust table's changelog topic and serializers on a real (never started) app, so
+the changelog bytes are the ones Faust itself would write and read back at recovery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+import pytest
+from aiokafka.structs import TopicPartition
+from faust.types import TP
+from faust.types.tuples import ConsumerMessage
+
+from huracan.agents.transactions import (
+    TaskTransactions,
+    TaskUnit,
+    next_offsets,
+    split_by_partition,
+    transactional_id,
+)
+
+
+@dataclass
+class FakeEvent:
+    message: ConsumerMessage
+
+
+def ev(topic: str, partition: int, offset: int) -> Any:
+    return FakeEvent(ConsumerMessage(topic, partition, offset, 0.0, 0, None, b"k", b"v", None))
+
+
+@dataclass
+class FakeProducer:
+    """What TaskUnit asks of a transactional aiokafka producer, in order."""
+
+    calls: list[tuple[Any, ...]] = field(default_factory=list)
+    fail_send: bool = False
+
+    async def begin_transaction(self) -> None:
+        self.calls.append(("begin",))
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None = None,
+        partition: int | None = None,
+    ) -> asyncio.Future[Any]:
+        self.calls.append(("send", topic, key, value, partition))
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self.fail_send:
+            fut.set_exception(RuntimeError("broker said no"))
+        else:
+            fut.set_result(None)
+        return fut
+
+    async def send_offsets_to_transaction(self, offsets: Any, group_id: str) -> None:
+        self.calls.append(("offsets", dict(offsets), group_id))
+
+    async def commit_transaction(self) -> None:
+        self.calls.append(("commit",))
+
+    async def abort_transaction(self) -> None:
+        self.calls.append(("abort",))
+
+
+@pytest.fixture
+def table() -> Any:
+    app = faust.App("unit-eos", broker="kafka://127.0.0.1:1", autodiscover=False)
+    return app.Table(
+        "coin-state",
+        partitions=4,
+        schema=faust.Schema(key_type=str, key_serializer="json", value_serializer="json"),
+    )
+
+
+def test_transactional_id_when_task_and_partition_then_stable_name() -> None:
+    assert transactional_id("huracan", "coin", 3) == "huracan-coin-3"
+
+
+def test_split_by_partition_when_topics_mixed_then_one_list_per_partition_in_batch_order() -> None:
+    # arrange: market-data and cost-updates of one coin partition belong to one task
+    events = [ev("md", 1, 10), ev("md", 0, 5), ev("cost", 1, 2), ev("md", 1, 11), ev("md", 0, 6)]
+    # act
+    parts = split_by_partition(events)
+    # assert
+    assert {p: [(e.message.topic, e.message.offset) for e in es] for p, es in parts.items()} == {
+        1: [("md", 10), ("cost", 2), ("md", 11)],
+        0: [("md", 5), ("md", 6)],
+    }
+
+
+def test_next_offsets_when_events_of_two_topics_then_highest_plus_one_per_topic_partition() -> None:
+    events = [ev("md", 1, 10), ev("cost", 1, 2), ev("md", 1, 12), ev("md", 1, 11)]
+    assert next_offsets(events) == {TP("md", 1): 13, TP("cost", 1): 3}
+
+
+def test_next_offsets_when_no_events_then_nothing_to_commit() -> None:
+    assert next_offsets([]) == {}
+
+
+async def test_unit_when_batch_committed_then_outputs_state_and_offsets_in_one_transaction(
+    table: Any,
+) -> None:
+    # arrange
+    producer = FakeProducer()
+    unit = await TaskUnit(producer, "huracan", 2).begin()
+    # act
+    await unit.send("features", b"BTC", b"f1")
+    await unit.write(table, "BTC", {"n": 1})
+    await unit.delete(table, "ETH")
+    await unit.commit([ev("md", 2, 40), ev("md", 2, 41), ev("cost", 2, 7)])
+    # assert: the row is in the store, its changelog record on the task's partition, Faust's
+    # bytes; the offsets go into the same transaction, then it is committed
+    assert table.data["BTC"] == {"n": 1}
+    changelog = table.changelog_topic.get_topic_name()
+    assert producer.calls == [
+        ("begin",),
+        ("send", "features", b"BTC", b"f1", None),
+        ("send", changelog, b'"BTC"', b'{"n":1}', 2),
+        ("send", changelog, b'"ETH"', None, 2),
+        ("offsets", {TopicPartition("md", 2): 42, TopicPartition("cost", 2): 8}, "huracan"),
+        ("commit",),
+    ]
+    assert not unit.open
+
+
+async def test_unit_when_written_then_changelog_bytes_decode_as_faust_reads_them_back(
+    table: Any,
+) -> None:
+    producer = FakeProducer()
+    unit = await TaskUnit(producer, "huracan", 0).begin()
+    row = {"features": None, "costs": {"a": 1.5}, "positions": []}
+    await unit.write(table, "SOL", row)
+    _, _, key, value, _ = producer.calls[-1]
+    app = table.app
+    assert app.serializers.loads_key(str, key, serializer="json") == "SOL"
+    assert app.serializers.loads_value(None, value, serializer="json") == row
+
+
+async def test_unit_when_a_send_failed_then_commit_raises_and_nothing_is_committed(
+    table: Any,
+) -> None:
+    producer = FakeProducer(fail_send=True)
+    unit = await TaskUnit(producer, "huracan", 0).begin()
+    await unit.send("features", b"BTC", b"f1")
+    with pytest.raises(RuntimeError, match="broker said no"):
+        await unit.commit([ev("md", 0, 1)])
+    assert ("commit",) not in producer.calls
+    assert all(c[0] != "offsets" for c in producer.calls)
+    await unit.abort()
+    assert producer.calls[-1] == ("abort",)
+
+
+async def test_unit_when_aborted_twice_or_after_commit_then_producer_asked_once_or_never() -> None:
+    producer = FakeProducer()
+    unit = await TaskUnit(producer, "huracan", 0).begin()
+    await unit.abort()
+    await unit.abort()
+    assert producer.calls.count(("abort",)) == 1
+    committed = await TaskUnit(producer, "huracan", 0).begin()
+    await committed.commit([])
+    await committed.abort()
+    assert producer.calls.count(("abort",)) == 1
+    assert not [c for c in producer.calls if c[0] == "offsets"]  # no events: no offsets
+
+
+@dataclass
+class FakeConf:
+    id: str = "huracan"
+
+
+@dataclass
+class FakeApp:
+    conf: FakeConf = field(default_factory=FakeConf)
+    huracan_task_topics: dict[str, str] = field(
+        default_factory=lambda: {"md": "coin", "cost": "coin", "req": "sequencer"}
+    )
+
+
+@dataclass
+class FakeTransport:
+    app: FakeApp = field(default_factory=FakeApp)
+
+
+def test_task_ids_when_partitions_assigned_then_one_id_per_task_partition_tables_ignored() -> None:
+    # arrange
+    tx = TaskTransactions(FakeTransport(), consumer=None, producer=None)  # type: ignore[arg-type]
+    assigned = {TP("md", 0), TP("cost", 0), TP("md", 1), TP("req", 0), TP("coin-changelog", 0)}
+    # act / assert: co-partitioned sources share their task's producer; changelogs have none
+    assert tx.task_ids(assigned) == {"huracan-coin-0", "huracan-coin-1", "huracan-sequencer-0"}
+
+
+async def test_commit_when_faust_commits_offsets_then_nothing_sent() -> None:
+    tx = TaskTransactions(FakeTransport(), consumer=None, producer=None)  # type: ignore[arg-type]
+    assert await tx.commit({TP("md", 0): 10}) is True
