@@ -21,7 +21,11 @@ from huracan.worker_process import running_worker as worker_process
 
 
 def pipeline_config(
-    bootstrap: str, prefix: str, partitions: int = 4, **faust: Any
+    bootstrap: str,
+    prefix: str,
+    partitions: int = 4,
+    guarantee: str = "at_least_once",
+    **faust: Any,
 ) -> HuracanConfig:
     """A catalog and consumer group of the test's own (``faust``: more faust.* settings)."""
     p = partitions
@@ -32,7 +36,12 @@ def pipeline_config(
                 "partitions": {"market_data": p, "features": p, "signals": p,
                                "cost_updates": p, "executions": p},
             },
-            "faust": {"app_id": prefix, "batch_size": 200, **faust},
+            "faust": {
+                "app_id": prefix,
+                "batch_size": 200,
+                "processing_guarantee": guarantee,
+                **faust,
+            },
             # an empty registry of its own: every coin trades the baseline model, whatever
             # other tests registered in the shared database
             "engine": {"model_registry": {"metadata_db": "",
@@ -115,8 +124,21 @@ def topic_counts(cfg: HuracanConfig) -> dict[str, int]:
     return record_counts(cfg)
 
 
+def exactly_once(cfg: HuracanConfig) -> bool:
+    return cfg.faust.processing_guarantee == "exactly_once"
+
+
+def committed_count(cfg: HuracanConfig, event_type: str) -> int:
+    """Records of ``event_type`` a ``read_committed`` consumer sees (punctuation skipped).
+
+    Under exactly-once the high watermarks (:func:`topic_counts`) also count transaction
+    markers and aborted records, so tests count what a downstream consumer would read."""
+    return len(read_topic(cfg, event_type))
+
+
 def read_topic(cfg: HuracanConfig, event_type: str) -> list[dict[str, Any]]:
-    """Every record of one catalog topic, decoded, in partition order (punctuation skipped)."""
+    """Every committed record of one catalog topic (``read_committed``), decoded, in partition
+    order (punctuation skipped)."""
     spec = TopicCatalog.from_config(cfg).for_event_type(event_type)
     serde = make_serde(cfg)
     consumer = Consumer(
