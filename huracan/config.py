@@ -192,23 +192,12 @@ class FaustConfig(_Section):
     app_id: str = "huracan"
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=1, le=65535)
-    #: at_least_once, the only guarantee this version runs: Faust 0.15.3's exactly_once routes
-    #: a send into the transaction of its *destination* partition, and the coin agent's trade
-    #: requests then wait in a transaction only the sequencer could commit (README
-    #: "Exactly-once"). Duplicates are harmless: ids are derived, the sinks de-duplicate.
+    #: at_least_once (the default): a crash can write an output twice, with the same id and
+    #: bytes (ids are derived; the sequencer and exchange de-duplicate on them). exactly_once:
+    #: one Kafka transaction per batch and source partition (huracan.agents.transactions; not
+    #: Faust's own, which deadlocks this topology), so a read_committed consumer reads each
+    #: output once; see README "Exactly-once" for its costs and limits.
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
-
-    @field_validator("processing_guarantee")
-    @classmethod
-    def _no_faust_exactly_once(cls, v: str) -> str:
-        if v == "exactly_once":
-            raise ValueError(
-                "exactly_once deadlocks this pipeline in faust-streaming 0.15.3 (trade requests "
-                "wait in a transaction only the sequencer could commit; README 'Exactly-once'); "
-                "use at_least_once"
-            )
-        return v
-
     store: str = "memory://"
     #: where Faust keeps its local files (table stores, app dir); relative to the working dir
     datadir: str = "data/faust"
@@ -226,6 +215,17 @@ class FaustConfig(_Section):
     #: (its worker died and nobody owns the partition yet) are released, out of event-time
     #: order, and counted (huracan_stall_releases_total). Must exceed order_idle_ms
     order_stall_ms: int = Field(30_000, ge=1)
+
+    @field_validator("store")
+    @classmethod
+    def _exactly_once_in_memory(cls, v: str, info: Any) -> str:
+        if info.data.get("processing_guarantee") == "exactly_once" and not v.startswith("memory"):
+            raise ValueError(
+                f"exactly_once needs the memory store, got {v!r}: tables are rebuilt from their "
+                "committed changelogs at every start, and a persistent store would keep the rows "
+                "of an aborted transaction across a crash"
+            )
+        return v
 
     @field_validator("order_stall_ms")
     @classmethod

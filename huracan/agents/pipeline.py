@@ -40,6 +40,13 @@ replays the batch from the old state and sends the same records again (ids are d
 sequencer and the exchange de-duplicate); a crash after (3) replays ticks the state has seen,
 which are skipped, and their outputs are already on the broker.
 
+**Exactly once** (``faust.processing_guarantee: exactly_once``): the same steps, but each
+batch is split by source partition and each part is one Kafka transaction of its task's
+producer: outputs, dead letters, table changelog records and the source offsets are committed
+together or not at all (:mod:`huracan.agents.transactions`, which also says why Faust's own
+exactly-once deadlocks this topology). A ``read_committed`` consumer then reads each output
+once, even after a crash.
+
 Bad input: a record that does not decode, or that the core rejects, goes to the dead-letter
 topic with its original bytes, topic, partition, offset and reason, is counted by reason, and
 the agent goes on.
@@ -279,6 +286,7 @@ def build_pipeline(
     decision's content.
     """
     partitions = _check_partitions(cfg)
+    exactly_once = cfg.faust.processing_guarantee == "exactly_once"
     serde = make_serde(cfg)
     catalog = TopicCatalog.from_config(cfg)
     pipe = Pipeline(app, cfg, serde)
@@ -338,7 +346,6 @@ def build_pipeline(
     baseline = BaselineMomentumModel()
     rules = exit_rules(cfg)
 
-    exactly_once = cfg.faust.processing_guarantee == "exactly_once"
     # the task (agent) whose transactional producer commits a source partition's offsets
     # (huracan.agents.transactions); co-partitioned sources of one agent share its tasks
     app.huracan_task_topics = {  # type: ignore[attr-defined]

@@ -114,11 +114,12 @@ def test_pipeline_when_ticks_flow_then_same_decisions_and_executions_as_the_engi
     assert sum(v["size"] for v in consumer["streams"].values()) <= 2
 
 
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 def test_pipeline_when_malformed_records_then_dead_lettered_and_the_rest_processed(
-    kafka_bootstrap: str, tmp_path: Path, unique_name
+    kafka_bootstrap: str, tmp_path: Path, unique_name, guarantee: str
 ) -> None:
     # arrange
-    cfg = pipeline_config(kafka_bootstrap, unique_name("dlq"), partitions=2)
+    cfg = pipeline_config(kafka_bootstrap, unique_name("dlq"), partitions=2, guarantee=guarantee)
     create_topics(cfg)
     ticks = list(MarketSimulator(universe(5), seed=9, start_ts_us=T0, rate=500).ticks(400))
     topic = TopicCatalog.from_config(cfg).for_event_type("MarketTick").name
@@ -134,8 +135,10 @@ def test_pipeline_when_malformed_records_then_dead_lettered_and_the_rest_process
         publish_ticks(cfg, ticks[200:])
 
         # assert
-        wait_until(lambda: topic_counts(cfg)["FeatureVector"] == 400, 120, what="features")
-        wait_until(lambda: topic_counts(cfg)["DeadLetter"] >= len(bad), 60, what="dead letters")
+        wait_until(lambda: _count(cfg, "FeatureVector") == 400, 120, interval=0.5, what="features")
+        wait_until(
+            lambda: _count(cfg, "DeadLetter") >= len(bad), 60, interval=0.5, what="dead letters"
+        )
         letters = read_topic(cfg, "DeadLetter")
 
     # the coin agent dead-letters each bad record once, with its bytes
@@ -145,11 +148,12 @@ def test_pipeline_when_malformed_records_then_dead_lettered_and_the_rest_process
     assert len(letters) == len(bad)
 
 
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 def test_pipeline_when_kill_switch_event_then_next_open_requests_blocked(
-    kafka_bootstrap: str, tmp_path: Path, unique_name
+    kafka_bootstrap: str, tmp_path: Path, unique_name, guarantee: str
 ) -> None:
     # arrange
-    cfg = pipeline_config(kafka_bootstrap, unique_name("kill"), partitions=2)
+    cfg = pipeline_config(kafka_bootstrap, unique_name("kill"), partitions=2, guarantee=guarantee)
     create_topics(cfg)
     serde = make_serde(cfg)
     catalog = TopicCatalog.from_config(cfg)
@@ -171,7 +175,9 @@ def test_pipeline_when_kill_switch_event_then_next_open_requests_blocked(
         # act: one request, the kill switch, one more request
         producer.produce(requests_topic, key=b"BTC", value=request(1))
         producer.flush(10)
-        wait_until(lambda: topic_counts(cfg)["RiskDecision"] == 1, 60, what="first decision")
+        wait_until(
+            lambda: _count(cfg, "RiskDecision") == 1, 60, interval=0.5, what="first decision"
+        )
         producer.produce(
             control_topic,
             key=b"control",
@@ -203,7 +209,9 @@ def test_pipeline_when_kill_switch_event_then_next_open_requests_blocked(
         )
         producer.produce(requests_topic, key=b"BTC", value=request(2))
         producer.flush(10)
-        wait_until(lambda: topic_counts(cfg)["RiskDecision"] == 2, 60, what="second decision")
+        wait_until(
+            lambda: _count(cfg, "RiskDecision") == 2, 60, interval=0.5, what="second decision"
+        )
         decisions = {d["request_id"]: d for d in read_topic(cfg, "RiskDecision")}
         health = http_json(port, "/health")
 

@@ -252,11 +252,12 @@ def _records_in(port: int) -> float:
     )
 
 
+@GUARANTEES
 def test_two_workers_when_running_then_partitions_split_and_no_coin_processed_twice(
-    kafka_bootstrap: str, tmp_path: Path, unique_name
+    kafka_bootstrap: str, tmp_path: Path, unique_name, guarantee: str
 ) -> None:
     # arrange
-    cfg = pipeline_config(kafka_bootstrap, unique_name("two"))
+    cfg = pipeline_config(kafka_bootstrap, unique_name("two"), guarantee=guarantee)
     create_topics(cfg)
     ticks = _ticks(3_000, coins=24, seed=13)
     _, decisions, executions = engine_run(cfg, ticks)
@@ -289,12 +290,15 @@ def test_two_workers_when_running_then_partitions_split_and_no_coin_processed_tw
         _assert_engine_facts(cfg, ticks, None)
 
 
+@GUARANTEES
 def test_worker_when_started_on_a_backlog_then_every_record_processed_once(
-    kafka_bootstrap: str, tmp_path: Path, unique_name
+    kafka_bootstrap: str, tmp_path: Path, unique_name, guarantee: str
 ) -> None:
     # arrange: the records exist before the worker does, so its first fetches happen while
     # its tables recover (the window in which Faust used to drop fetched records)
-    cfg = pipeline_config(kafka_bootstrap, unique_name("backlog"), partitions=12)
+    cfg = pipeline_config(
+        kafka_bootstrap, unique_name("backlog"), partitions=12, guarantee=guarantee
+    )
     create_topics(cfg)
     ticks = _ticks(12_000, coins=48, seed=14)
     _, decisions, executions = engine_run(cfg, ticks)

@@ -140,11 +140,16 @@ def test_config_when_frozen_then_cannot_be_mutated() -> None:
         cfg.engine.risk.global_max_exposure_pct = 1.0  # type: ignore[misc]
 
 
-def test_build_config_when_exactly_once_then_refused_naming_the_key_and_why() -> None:
+def test_build_config_when_exactly_once_then_accepted_on_the_memory_store_only() -> None:
+    cfg = build_config({"faust": {"processing_guarantee": "exactly_once"}}, environ={})
+    assert cfg.faust.processing_guarantee == "exactly_once"
     with pytest.raises(ConfigError) as err:
-        build_config({"faust": {"processing_guarantee": "exactly_once"}})
-    assert "faust.processing_guarantee" in str(err.value)
-    assert "deadlocks" in str(err.value)
+        build_config(
+            {"faust": {"processing_guarantee": "exactly_once", "store": "rocksdb://"}},
+            environ={},
+        )
+    assert "faust.store" in str(err.value)
+    assert "memory store" in str(err.value)
 
 
 def test_build_config_when_stall_not_above_idle_then_error_names_the_key() -> None:
