@@ -75,7 +75,7 @@ from huracan.domain.universe import universe
 from huracan.publish import publish_ticks
 from huracan.simulate import MarketSimulator
 from huracan.streams.serde import Serde, make_serde
-from huracan.streams.topics import TopicCatalog, ensure_topics, record_counts
+from huracan.streams.topics import RecordCounter, TopicCatalog, ensure_topics
 from huracan.wiring import build_engine
 from huracan.worker_process import WorkerHandle, running_worker
 
@@ -344,15 +344,16 @@ def wait_drained(
     and executions as the engine made. (drained?, last counts)."""
     deadline = time.monotonic() + timeout
     counts: dict[str, int] = {}
-    while time.monotonic() < deadline:
-        counts = record_counts(cfg)
-        if (
-            counts["FeatureVector"] >= ticks
-            and counts["RiskDecision"] >= expected.decisions
-            and counts["Execution"] >= expected.executions
-        ):
-            return True, counts
-        time.sleep(0.25)
+    with RecordCounter(cfg) as counter:  # under exactly_once: committed records, read once
+        while time.monotonic() < deadline:
+            counts = counter.counts()
+            if (
+                counts["FeatureVector"] >= ticks
+                and counts["RiskDecision"] >= expected.decisions
+                and counts["Execution"] >= expected.executions
+            ):
+                return True, counts
+            time.sleep(0.25)
     return False, counts
 
 

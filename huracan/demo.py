@@ -30,7 +30,7 @@ from huracan.domain.universe import universe
 from huracan.observability.health import check_all
 from huracan.simulate import MarketSimulator
 from huracan.streams.serde import make_serde
-from huracan.streams.topics import TopicCatalog, ensure_topics, record_counts
+from huracan.streams.topics import RecordCounter, TopicCatalog, ensure_topics
 from huracan.worker_process import WorkerHandle
 
 
@@ -267,26 +267,27 @@ def wait_until_drained(
     """
     deadline = time.monotonic() + timeout_s
     stable, last, held = 0, None, 0
-    while True:
-        if worker.process.poll() is not None:
-            return DrainResult(False, last or {}, held, worker_exited=True)
-        counts = record_counts(cfg)
-        counts.pop("TradeRequest", None)
-        parsed = parse_metrics((worker.get("/metrics") or b"").decode())
-        counts["TradeRequest"] = int(parsed["requests"])  # type: ignore[call-overload]
-        held = int(parsed["held"])  # type: ignore[call-overload]
-        drained = (
-            counts["FeatureVector"] >= ticks
-            and held == 0
-            and counts["RiskDecision"] == counts["TradeRequest"]
-        )
-        stable = stable + 1 if drained and counts == last else 0
-        last = counts
-        if stable >= stable_polls:
-            return DrainResult(True, counts, held)
-        if time.monotonic() >= deadline:
-            return DrainResult(False, counts, held)
-        time.sleep(interval_s)
+    with RecordCounter(cfg) as counter:  # under exactly_once: committed records, read once
+        while True:
+            if worker.process.poll() is not None:
+                return DrainResult(False, last or {}, held, worker_exited=True)
+            counts = counter.counts()
+            counts.pop("TradeRequest", None)
+            parsed = parse_metrics((worker.get("/metrics") or b"").decode())
+            counts["TradeRequest"] = int(parsed["requests"])  # type: ignore[call-overload]
+            held = int(parsed["held"])  # type: ignore[call-overload]
+            drained = (
+                counts["FeatureVector"] >= ticks
+                and held == 0
+                and counts["RiskDecision"] == counts["TradeRequest"]
+            )
+            stable = stable + 1 if drained and counts == last else 0
+            last = counts
+            if stable >= stable_polls:
+                return DrainResult(True, counts, held)
+            if time.monotonic() >= deadline:
+                return DrainResult(False, counts, held)
+            time.sleep(interval_s)
 
 
 def run_pipeline_demo(

@@ -529,22 +529,93 @@ def ensure_topics(
 
 
 def record_counts(config: HuracanConfig, timeout_s: float = 10.0) -> dict[str, int]:
-    """Records ever written to each catalog topic (sum of high watermarks), by event type.
+    """Records on each catalog topic, by event type (:class:`RecordCounter`, once).
 
     Raises :class:`confluent_kafka.KafkaException` when the broker does not answer.
     """
-    from confluent_kafka import Consumer, TopicPartition
+    with RecordCounter(config, timeout_s=timeout_s) as counter:
+        return counter.counts()
 
-    consumer = Consumer(
-        {"bootstrap.servers": config.kafka.bootstrap_servers, "group.id": "huracan-counts"}
-    )
-    try:
-        return {
-            spec.event_type: sum(
-                consumer.get_watermark_offsets(TopicPartition(spec.name, p), timeout=timeout_s)[1]
-                for p in range(spec.partitions)
+
+class RecordCounter:
+    """Records on each catalog topic, by event type, as a downstream consumer sees them.
+
+    Under ``at_least_once`` no producer of the engine writes transactions, so a topic's records
+    are the sum of its partitions' high watermarks (records ever written, second copies after a
+    crash included): nothing is read. Under ``exactly_once`` the high watermarks also count
+    transaction markers and aborted records, so the counter *reads* the topics
+    ``read_committed`` up to each partition's last stable offset and counts what it gets:
+    incrementally, so a drain loop that asks again and again reads each record once.
+
+    Raises :class:`confluent_kafka.KafkaException` when the broker does not answer, and
+    :class:`TimeoutError` when the records below the stable offsets do not arrive within
+    ``timeout_s``.
+    """
+
+    def __init__(self, config: HuracanConfig, timeout_s: float = 10.0) -> None:
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+        self.timeout_s = timeout_s
+        self.committed = config.faust.processing_guarantee == "exactly_once"
+        specs = list(TopicCatalog.from_config(config))
+        self._event_type = {spec.name: spec.event_type for spec in specs}
+        self._tps = [TopicPartition(s.name, p) for s in specs for p in range(s.partitions)]
+        self._counts = dict.fromkeys((s.event_type for s in specs), 0)
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": config.kafka.bootstrap_servers,
+                "group.id": "huracan-counts",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            }
+        )
+        if self.committed:
+            self._consumer.assign(
+                [TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING) for tp in self._tps]
             )
-            for spec in TopicCatalog.from_config(config)
+
+    def counts(self) -> dict[str, int]:
+        """The counts now (``exactly_once``: every record committed when the call began)."""
+        consumer = self._consumer
+        # a read_committed consumer's ListOffsets answer is the last stable offset
+        ends = {
+            (tp.topic, tp.partition): consumer.get_watermark_offsets(
+                tp, timeout=self.timeout_s, cached=False
+            )[1]
+            for tp in self._tps
         }
-    finally:
-        consumer.close()
+        if not self.committed:
+            out = dict.fromkeys(self._counts, 0)
+            for (topic, _), end in ends.items():
+                out[self._event_type[topic]] += end
+            return out
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            # the position passes transaction markers and aborted records as well
+            behind = [
+                tp
+                for tp in consumer.position(self._tps)
+                if ends[(tp.topic, tp.partition)] > max(tp.offset, 0)
+            ]
+            if not behind:
+                return dict(self._counts)
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{len(behind)} partitions not read to their stable offsets within "
+                    f"{self.timeout_s} s (first: {behind[0].topic}[{behind[0].partition}])"
+                )
+            for msg in consumer.consume(10_000, timeout=0.1):
+                err = msg.error()
+                if err is None:
+                    self._counts[self._event_type[str(msg.topic())]] += 1
+                elif err.code() != KafkaError._PARTITION_EOF:
+                    raise KafkaException(err)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def __enter__(self) -> RecordCounter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -120,20 +120,12 @@ def http_json(port: int, path: str) -> Any:
 
 
 def topic_counts(cfg: HuracanConfig) -> dict[str, int]:
-    """Records on each catalog topic (sum of high watermarks), by event type."""
+    """Records on each catalog topic, by event type (exactly_once: committed records only)."""
     return record_counts(cfg)
 
 
 def exactly_once(cfg: HuracanConfig) -> bool:
     return cfg.faust.processing_guarantee == "exactly_once"
-
-
-def committed_count(cfg: HuracanConfig, event_type: str) -> int:
-    """Records of ``event_type`` a ``read_committed`` consumer sees (punctuation skipped).
-
-    Under exactly-once the high watermarks (:func:`topic_counts`) also count transaction
-    markers and aborted records, so tests count what a downstream consumer would read."""
-    return len(read_topic(cfg, event_type))
 
 
 def read_topic(cfg: HuracanConfig, event_type: str) -> list[dict[str, Any]]:

@@ -12,10 +12,8 @@ from huracan.simulate import MarketSimulator
 from huracan.streams.serde import make_serde
 from huracan.streams.topics import TopicCatalog
 from tests.integration.pipeline_support import (
-    committed_count,
     create_topics,
     engine_run,
-    exactly_once,
     http_json,
     pipeline_config,
     publish_ticks,
@@ -27,14 +25,6 @@ from tests.waiting import wait_until
 
 N_TICKS = 3_000
 T0 = 1_767_225_600_000_000
-
-
-def _count(cfg, event_type: str) -> int:  # type: ignore[no-untyped-def]
-    """Records of a topic: its high watermarks at least once; under exactly-once what a
-    read_committed consumer reads (the watermarks also count transaction markers)."""
-    if exactly_once(cfg):
-        return committed_count(cfg, event_type)
-    return topic_counts(cfg)[event_type]
 
 
 @pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
@@ -57,16 +47,19 @@ def test_pipeline_when_ticks_flow_then_same_decisions_and_executions_as_the_engi
 
         # assert: every fact arrives, exactly once
         wait_until(
-            lambda: _count(cfg, "FeatureVector") == N_TICKS, 120, interval=0.5, what="features"
+            lambda: topic_counts(cfg)["FeatureVector"] == N_TICKS,
+            120,
+            interval=0.5,
+            what="features",
         )
         wait_until(
-            lambda: _count(cfg, "RiskDecision") == len(expected_decisions),
+            lambda: topic_counts(cfg)["RiskDecision"] == len(expected_decisions),
             180,
             interval=1.0,
             what="every trade request decided",
         )
         wait_until(
-            lambda: _count(cfg, "Execution") == len(expected_executions),
+            lambda: topic_counts(cfg)["Execution"] == len(expected_executions),
             120,
             interval=1.0,
             what="every approved decision executed",
@@ -135,9 +128,14 @@ def test_pipeline_when_malformed_records_then_dead_lettered_and_the_rest_process
         publish_ticks(cfg, ticks[200:])
 
         # assert
-        wait_until(lambda: _count(cfg, "FeatureVector") == 400, 120, interval=0.5, what="features")
         wait_until(
-            lambda: _count(cfg, "DeadLetter") >= len(bad), 60, interval=0.5, what="dead letters"
+            lambda: topic_counts(cfg)["FeatureVector"] == 400, 120, interval=0.5, what="features"
+        )
+        wait_until(
+            lambda: topic_counts(cfg)["DeadLetter"] >= len(bad),
+            60,
+            interval=0.5,
+            what="dead letters",
         )
         letters = read_topic(cfg, "DeadLetter")
 
@@ -176,7 +174,7 @@ def test_pipeline_when_kill_switch_event_then_next_open_requests_blocked(
         producer.produce(requests_topic, key=b"BTC", value=request(1))
         producer.flush(10)
         wait_until(
-            lambda: _count(cfg, "RiskDecision") == 1, 60, interval=0.5, what="first decision"
+            lambda: topic_counts(cfg)["RiskDecision"] == 1, 60, interval=0.5, what="first decision"
         )
         producer.produce(
             control_topic,
@@ -210,7 +208,7 @@ def test_pipeline_when_kill_switch_event_then_next_open_requests_blocked(
         producer.produce(requests_topic, key=b"BTC", value=request(2))
         producer.flush(10)
         wait_until(
-            lambda: _count(cfg, "RiskDecision") == 2, 60, interval=0.5, what="second decision"
+            lambda: topic_counts(cfg)["RiskDecision"] == 2, 60, interval=0.5, what="second decision"
         )
         decisions = {d["request_id"]: d for d in read_topic(cfg, "RiskDecision")}
         health = http_json(port, "/health")

@@ -1,0 +1,58 @@
+"""RecordCounter on the real broker: under exactly_once it counts what read_committed reads."""
+
+from __future__ import annotations
+
+import uuid
+
+from confluent_kafka import Producer
+
+from huracan.streams.topics import RecordCounter, TopicCatalog, record_counts
+from tests.integration.pipeline_support import create_topics, pipeline_config
+
+
+def _transactional(bootstrap: str) -> Producer:
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "transactional.id": f"counter-{uuid.uuid4().hex}"}
+    )
+    producer.init_transactions(30)
+    return producer
+
+
+def _produce(producer: Producer, topic: str, partition: int, n: int) -> None:
+    for i in range(n):
+        producer.produce(topic, value=b"x%d" % i, partition=partition)
+    producer.flush(30)
+
+
+def test_record_counter_when_transactions_commit_abort_or_stay_open_then_committed_only(
+    kafka_bootstrap: str, unique_name
+) -> None:
+    # arrange: features partition 0 gets 5 committed and 3 aborted records; partition 1 gets
+    # 2 records of a transaction left open, then 4 committed in a later one
+    cfg = pipeline_config(kafka_bootstrap, unique_name("count"), guarantee="exactly_once")
+    create_topics(cfg)
+    topic = TopicCatalog.from_config(cfg).for_event_type("FeatureVector").name
+    a, b = _transactional(kafka_bootstrap), _transactional(kafka_bootstrap)
+    a.begin_transaction()
+    _produce(a, topic, 0, 5)
+    a.commit_transaction(30)
+    a.begin_transaction()
+    _produce(a, topic, 0, 3)
+    a.abort_transaction(30)
+    b.begin_transaction()
+    _produce(b, topic, 1, 2)
+
+    with RecordCounter(cfg) as counter:
+        # act / assert: the open transaction is not counted, markers and aborted records neither
+        assert counter.counts()["FeatureVector"] == 5
+        b.commit_transaction(30)
+        b.begin_transaction()
+        _produce(b, topic, 1, 4)
+        b.commit_transaction(30)
+        # asked again, it reads only what came since
+        assert counter.counts()["FeatureVector"] == 11
+        assert counter.counts()["Signal"] == 0
+    assert record_counts(cfg)["FeatureVector"] == 11
+    # at least once the high watermarks are the count: 5 + 3 + 2 + 4 records and 4 markers
+    alo = pipeline_config(kafka_bootstrap, cfg.kafka.topic_prefix)
+    assert record_counts(alo)["FeatureVector"] == 18
