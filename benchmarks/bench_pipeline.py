@@ -768,9 +768,13 @@ def main() -> int:
     started = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="huracan-bench-pipeline-"))
     out_dir = results_dir()
-    report = Report("pipeline", ["path", "ticks/s", "p50 ms", "p99 ms", "vs baseline"])
     cfg0 = bench_config("bench-expected")
+    guarantee = cfg0.faust.processing_guarantee
+    # HURACAN__faust__processing_guarantee=exactly_once measures the transactional pipeline
+    name = "pipeline" if guarantee == "at_least_once" else "pipeline-exactly-once"
+    report = Report(name, ["path", "ticks/s", "p50 ms", "p99 ms", "vs baseline"])
     extra: dict[str, Any] = {
+        "processing_guarantee": guarantee,
         "coins": COINS,
         "ticks": N,
         "padding_ticks": PAD,
@@ -809,8 +813,8 @@ def main() -> int:
         ok &= prof_run.ok
         if raw.exists() and raw.stat().st_size:
             text, summary = summarise_profile(raw)
-            (out_dir / "pipeline_profile.txt").write_text(text)
-            shutil.copyfile(raw, out_dir / "pipeline_profile.collapsed.txt")
+            (out_dir / f"{name}_profile.txt").write_text(text)
+            shutil.copyfile(raw, out_dir / f"{name}_profile.collapsed.txt")
             summary["rate_while_profiled"] = prof_run.through_execution_rate
             extra["profile"] = summary
         else:
@@ -866,7 +870,7 @@ def main() -> int:
             )
         report.notes.append(
             f"{N:,} measured ticks (+{PAD:,} padding), {COINS} coins, 12 market-data partitions, "
-            f"one worker, batch_size {cfg0.faust.batch_size}, order_idle_ms "
+            f"one worker, {guarantee}, batch_size {cfg0.faust.batch_size}, order_idle_ms "
             f"{cfg0.faust.order_idle_ms}; throughput = median of {REPEATS} runs, from the output "
             "records' broker timestamps (first feature to last output of a measured tick)."
         )
@@ -892,7 +896,7 @@ def main() -> int:
             report.notes.append(
                 "profile (self time by package, %): "
                 + ", ".join(f"{k} {v}" for k, v in list(pk.items())[:6])
-                + f" — top functions in {out_dir / 'pipeline_profile.txt'}"
+                + f" — top functions in {out_dir / f'{name}_profile.txt'}"
             )
         report.notes.append(f"total benchmark time {time.perf_counter() - started:.0f} s")
         report.extra = extra
