@@ -24,20 +24,116 @@ resumes them last, so the first record they fetch is the first one not yet proce
 after the change: 16 restarts in a row of ``test_pipeline_recovery.py -k restarted`` passed,
 where before one in three or four lost records. Install it with the ``TableManager`` setting
 of :class:`faust.App`.
+
+**Under exactly_once** a changelog partition ends in a transaction marker (each batch's rows
+are committed in a transaction, huracan.agents.transactions), which is never delivered. Faust
+recovers a partition up to its last stable offset − 1 and, when that record never comes, only
+gives up waiting after two idle 5-s waits (its aborted-transaction check): every recovery took
+about 10 s longer. :meth:`SeekFirstRecovery._build_highwaters` asks the broker whether the
+entry before the last stable offset is a marker (:func:`ends_in_marker`: nothing is delivered
+there to a ``read_uncommitted`` reader) and, when it is, recovers the partition up to the entry
+before it: the last data record when the last transaction committed. When it aborted, the last
+record is further back and Faust's own check still ends the recovery, later; a partition that
+ends in a plain record (written at least once) is recovered up to it, as before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from confluent_kafka import Consumer, KafkaError
+from confluent_kafka import TopicPartition as KafkaTopicPartition
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
 from faust.types import TP
 
+log = logging.getLogger(__name__)
+
+#: how long the marker probe of a recovery may take before Faust's own check is relied on
+MARKER_PROBE_TIMEOUT_S = 10.0
+
+
+def ends_in_marker(
+    bootstrap: str, ends: Mapping[TP, int], timeout_s: float = MARKER_PROBE_TIMEOUT_S
+) -> set[TP]:
+    """The partitions whose entry at ``ends[tp] - 1`` is a transaction marker.
+
+    A ``read_uncommitted`` reader placed there gets that record when it is one (aborted or
+    not); when it is a marker, it gets a later record (of a transaction still open) or reaches
+    the end of the partition. Raises
+    :class:`TimeoutError` when the broker does not answer for every partition in time."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "huracan-recovery-probe",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "isolation.level": "read_uncommitted",
+        }
+    )
+    pending = {(tp.topic, tp.partition): tp for tp, end in ends.items() if end > 0}
+    markers: set[TP] = set()
+    try:
+        consumer.assign([KafkaTopicPartition(t, p, ends[tp] - 1) for (t, p), tp in pending.items()])
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no answer for {len(pending)} changelog partitions")
+            msg = consumer.poll(0.2)
+            if msg is None:
+                continue
+            key = (str(msg.topic()), int(msg.partition() or 0))
+            tp = pending.get(key)
+            if tp is None:
+                continue
+            err = msg.error()
+            offset = msg.offset() or 0
+            if err is None:
+                # the first entry delivered from end - 1 on: that entry itself when it is a
+                # record, a later one (an open transaction's, past the stable offset) when not
+                pending.pop(key)
+                if offset >= ends[tp]:
+                    markers.add(tp)
+            elif err.code() == KafkaError._PARTITION_EOF:
+                pending.pop(key)
+                if offset >= ends[tp]:
+                    markers.add(tp)
+    finally:
+        consumer.close()
+    return markers
+
 
 class SeekFirstRecovery(Recovery):
-    """:class:`Recovery` that resumes stream partitions only after seeking and resuming flow."""
+    """:class:`Recovery` that resumes stream partitions only after seeking and resuming flow,
+    and under exactly_once does not wait for a changelog's final marker (module doc)."""
+
+    async def _build_highwaters(
+        self, consumer: Any, tps: Any, destination: Any, title: str
+    ) -> None:
+        await super()._build_highwaters(consumer, tps, destination, title)
+        cfg = getattr(self.app, "huracan_config", None)
+        if not self.app.in_transaction or cfg is None:
+            return
+        # Faust's target is the last stable offset - 1; with two entries or more, that entry
+        # may be a marker
+        ends = {tp: destination[tp] + 1 for tp in tps if (destination.get(tp) or -1) >= 1}
+        if not ends:
+            return
+        try:
+            markers = await asyncio.to_thread(ends_in_marker, cfg.kafka.bootstrap_servers, ends)
+        except Exception as exc:  # noqa: BLE001 - Faust's own aborted-transaction check stays
+            log.warning("changelog marker probe failed (recovery waits longer): %r", exc)
+            return
+        for tp in markers:
+            destination[tp] = ends[tp] - 2
+        if markers:
+            log.info(
+                "%s changelog partitions ending in a transaction marker: %d", title, len(markers)
+            )
 
     async def on_recovery_completed(self, generation_id: int = 0) -> None:
         await self._with_resume_deferred(super().on_recovery_completed, generation_id)

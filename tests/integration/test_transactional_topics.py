@@ -1,11 +1,15 @@
-"""RecordCounter on the real broker: under exactly_once it counts what read_committed reads."""
+"""Transactional topics on the real broker: what the engine counts and recovers under
+exactly_once (RecordCounter, the recovery's marker probe)."""
 
 from __future__ import annotations
 
 import uuid
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from faust.types import TP
 
+from huracan.agents.recovery import ends_in_marker
 from huracan.streams.topics import RecordCounter, TopicCatalog, record_counts
 from tests.integration.pipeline_support import create_topics, pipeline_config
 
@@ -56,3 +60,45 @@ def test_record_counter_when_transactions_commit_abort_or_stay_open_then_committ
     # at least once the high watermarks are the count: 5 + 3 + 2 + 4 records and 4 markers
     alo = pipeline_config(kafka_bootstrap, cfg.kafka.topic_prefix)
     assert record_counts(alo)["FeatureVector"] == 18
+
+
+def test_ends_in_marker_when_partitions_end_in_commit_abort_or_data_then_markers_only(
+    kafka_bootstrap: str, unique_name
+) -> None:
+    # arrange: p0 a committed transaction, p1 plain records, p2 an aborted transaction,
+    # p3 a committed transaction and then one left open (its stable offset is before it)
+    topic = unique_name("markers")
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    for future in admin.create_topics([NewTopic(topic, 4, 1)]).values():
+        future.result(30)
+    tx, open_tx = _transactional(kafka_bootstrap), _transactional(kafka_bootstrap)
+    tx.begin_transaction()
+    _produce(tx, topic, 0, 3)
+    tx.commit_transaction(30)
+    plain = Producer({"bootstrap.servers": kafka_bootstrap})
+    _produce(plain, topic, 1, 3)
+    tx.begin_transaction()
+    _produce(tx, topic, 2, 3)
+    tx.abort_transaction(30)
+    tx.begin_transaction()
+    _produce(tx, topic, 3, 3)
+    tx.commit_transaction(30)
+    open_tx.begin_transaction()
+    _produce(open_tx, topic, 3, 2)
+    reader = Consumer(
+        {"bootstrap.servers": kafka_bootstrap, "group.id": "probe-test",
+         "isolation.level": "read_committed"}
+    )  # fmt: skip
+    stable = {
+        TP(topic, p): reader.get_watermark_offsets(TopicPartition(topic, p), 10, cached=False)[1]
+        for p in range(4)
+    }
+    reader.close()
+    assert stable == {TP(topic, 0): 4, TP(topic, 1): 3, TP(topic, 2): 4, TP(topic, 3): 4}
+
+    # act
+    markers = ends_in_marker(kafka_bootstrap, stable)
+
+    # assert
+    assert markers == {TP(topic, 0), TP(topic, 2), TP(topic, 3)}
+    open_tx.abort_transaction(30)
