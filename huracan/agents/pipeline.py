@@ -33,9 +33,10 @@ tests/integration/test_backtest_parity.py).
 **At least once, nothing lost.** Each agent reads ``faust.batch_size`` events at a time with
 :func:`~huracan.agents.batching.take_batches` (acknowledged only once the batch is finished), and
 finishes a batch in this order: (1) process every event, sending its outputs; (2) wait until
-the broker has every output; (3) write each changed table row once and wait until the broker
-has those changelog records too (:func:`changelogs_durable`: Faust itself commits offsets
-without waiting for its changelog buffer); then the events are acknowledged. A crash before (2)
+the broker has every output; (3) write each changed table row once — to the table's store and,
+as a changelog record, straight to the producer (:class:`_AtLeastOnceUnit`; Faust's own table
+writes only queue the record in a buffer that its offset commits do not wait for) — and wait
+until the broker has those records too; then the events are acknowledged. A crash before (2)
 replays the batch from the old state and sends the same records again (ids are derived; the
 sequencer and the exchange de-duplicate); a crash after (3) replays ticks the state has seen,
 which are skipped, and their outputs are already on the broker.
@@ -57,19 +58,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import faust
-from faust.streams import _current_event
 from faust.types import EventT, StreamT
 
 from huracan.agents.batching import take_batches
 from huracan.agents.idleness import PartitionIdleness
-from huracan.agents.transactions import TaskTransactions, TaskUnit, split_by_partition
+from huracan.agents.transactions import (
+    TaskTransactions,
+    TaskUnit,
+    changelog_record,
+    split_by_partition,
+)
 from huracan.config import ConfigError, HuracanConfig
 from huracan.domain.costs import CostBook, CostSettings
 from huracan.domain.engine import apply_cost_update, process_tick
@@ -103,8 +107,6 @@ FILLED_PREFIX = "filled:"
 #: open trade, and a book of thousands can pass Kafka's default 1 MiB
 STATE_ROW_MAX_BYTES = 16 * 1024 * 1024
 EXCHANGE_KEY = "paper"
-#: changelogs_durable warns this often while the changelog buffer does not drain
-CHANGELOG_WARN_S = 10.0
 
 _CONTROL = ("ControlEvent",)
 _REQUESTS = ("TradeRequest", "Watermark")
@@ -172,35 +174,6 @@ class CoinState:
         )
 
 
-async def changelogs_durable(app: faust.App) -> None:
-    """Wait until every table write made so far is on the broker.
-
-    A Faust table write (``table[key] = value``) only queues its changelog record in the
-    producer buffer, and Faust commits a stream's offsets without waiting for that buffer: a
-    worker stopped between the commit and the flush comes back with the batch consumed and its
-    state change lost. We measured it: a worker stopped 0.3 s after it was ready left the
-    risk-state changelog empty while the trade requests of its last batch were committed, and
-    93 decisions were never made. So each agent calls this after writing its tables and
-    before it takes the next batch (which acknowledges this one). ``ProducerBuffer.flush``
-    gives up when a record takes more than 0.1 s, hence the loop; a stopped producer raises,
-    the batch is not acknowledged, and it is delivered again."""
-    producer: Any = app.producer
-    buffer = producer.buffer
-    started = time.monotonic()
-    warned_at = started
-    while buffer.size:
-        await buffer.flush()
-        now = time.monotonic()
-        if buffer.size and now - warned_at >= CHANGELOG_WARN_S:
-            # never silent: a buffer that does not drain stops every agent behind it
-            warned_at = now
-            log.warning(
-                "table changelog buffer not draining: %d records pending after %.0f s",
-                buffer.size, now - started,
-            )  # fmt: skip
-    await producer.flush()
-
-
 class _Outbox:
     """The sends of one batch, awaited together before the batch's state is written.
 
@@ -219,8 +192,10 @@ class _Outbox:
     async def of(cls, app: faust.App) -> _Outbox:
         return cls(await app.maybe_start_producer())
 
-    async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
-        self.pending.append(await self.producer.send(topic, key, value, None, None, None))
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
+    ) -> None:
+        self.pending.append(await self.producer.send(topic, key, value, partition, None, None))
 
     async def delivered(self) -> None:
         if self.pending:
@@ -232,10 +207,13 @@ class _AtLeastOnceUnit:
     """An agent's work on one batch, at least once (the module doc's order of steps).
 
     ``send`` goes to the app's producer; ``delivered`` waits for the sends; ``write`` and
-    ``delete`` change a table row through Faust (its changelog record is buffered); ``commit``
-    waits until the broker has the changelog records (:func:`changelogs_durable`), after which
-    the batch may be acknowledged. The same interface as
-    :class:`~huracan.agents.transactions.TaskUnit`, the exactly-once unit."""
+    ``delete`` change a table row in the table's store and send its changelog record (bytes
+    and partition as Faust's own table write would: the event's partition) through the same
+    producer; ``commit`` waits until the broker has every record, after which the batch may be
+    acknowledged. Faust's ``table[key] = value`` would queue the record in its producer buffer,
+    a path that cost as much as a tenth of the worker's time and that Faust's offset commits
+    do not wait for. The same interface as :class:`~huracan.agents.transactions.TaskUnit`, the
+    exactly-once unit."""
 
     def __init__(self, app: faust.App, outbox: _Outbox) -> None:
         self.app = app
@@ -248,16 +226,15 @@ class _AtLeastOnceUnit:
         await self.out.delivered()
 
     async def write(self, table: Any, key: str, value: Any, event: EventT[Any]) -> None:
-        _enter(event)
-        table[key] = value
+        table.data[key] = value
+        await self.out.send(*changelog_record(table, key, value), event.message.partition)
 
     async def delete(self, table: Any, key: str, event: EventT[Any]) -> None:
-        _enter(event)
-        del table[key]
+        table.data.pop(key, None)
+        await self.out.send(*changelog_record(table, key, None), event.message.partition)
 
     async def commit(self, events: Sequence[EventT[Any]]) -> None:
         await self.out.delivered()
-        await changelogs_durable(self.app)
 
     async def abort(self) -> None:
         """Nothing to undo: the batch is not acknowledged, so it is delivered again."""
@@ -265,11 +242,6 @@ class _AtLeastOnceUnit:
 
 #: the unit of work an agent's batch body writes to (at least once, or a transaction)
 Unit = _AtLeastOnceUnit | TaskUnit
-
-
-def _enter(event: EventT[Any]) -> None:
-    """Make ``event`` Faust's current event: table writes go to its partition."""
-    _current_event.set(weakref.ref(event))
 
 
 def build_pipeline(

@@ -221,6 +221,17 @@ def use_task_transactions(app: Any) -> None:
     app.transport.TransactionManager = TaskTransactions
 
 
+def changelog_record(table: Any, key: str, value: Any) -> tuple[str, bytes | None, bytes | None]:
+    """``(changelog topic, key bytes, value bytes)`` of a table row, as Faust serialises it
+    (``value`` ``None``: a tombstone), for a row written outside Faust's table path."""
+    topic = table.changelog_topic
+    raw_key, _ = topic.prepare_key(key, table.key_serializer)
+    raw_value = None
+    if value is not None:
+        raw_value, _ = topic.prepare_value(value, table.value_serializer)
+    return topic.get_topic_name(), raw_key, raw_value
+
+
 class TaskUnit:
     """One task's work on one batch: a Kafka transaction on the task's producer.
 
@@ -258,15 +269,9 @@ class TaskUnit:
         await self._changelog(table, key, None)
 
     async def _changelog(self, table: Any, key: str, value: Any) -> None:
-        topic = table.changelog_topic
-        raw_key, _ = topic.prepare_key(key, table.key_serializer)
-        raw_value = None
-        if value is not None:
-            raw_value, _ = topic.prepare_value(value, table.value_serializer)
+        topic, raw_key, raw_value = changelog_record(table, key, value)
         self.pending.append(
-            await self.producer.send(
-                topic.get_topic_name(), raw_value, key=raw_key, partition=self.partition
-            )
+            await self.producer.send(topic, raw_value, key=raw_key, partition=self.partition)
         )
 
     async def commit(self, events: Iterable[EventT[Any]]) -> None:

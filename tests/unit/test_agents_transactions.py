@@ -1,4 +1,4 @@
-"""Exactly-once units of work (huracan.agents.transactions), without a broker.
+"""Units of work (huracan.agents.transactions, and the at-least-once unit), without a broker.
 
 The producer is a fake that records what a transactional aiokafka producer is asked to do; the
 table is a real Faust table's changelog topic and serializers on a real (never started) app, so
@@ -17,6 +17,7 @@ from aiokafka.structs import TopicPartition
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
+from huracan.agents.pipeline import _AtLeastOnceUnit, _Outbox
 from huracan.agents.transactions import (
     TaskTransactions,
     TaskUnit,
@@ -200,3 +201,41 @@ def test_task_ids_when_partitions_assigned_then_one_id_per_task_partition_tables
 async def test_commit_when_faust_commits_offsets_then_nothing_sent() -> None:
     tx = TaskTransactions(FakeTransport(), consumer=None, producer=None)  # type: ignore[arg-type]
     assert await tx.commit({TP("md", 0): 10}) is True
+
+
+@dataclass
+class FakeFaustProducer:
+    """What the at-least-once unit asks of Faust's producer (positional, Faust's order)."""
+
+    calls: list[tuple[Any, ...]] = field(default_factory=list)
+
+    async def send(self, *args: Any) -> asyncio.Future[Any]:
+        self.calls.append(args)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+
+async def test_at_least_once_unit_when_rows_written_then_store_and_changelog_on_event_partition(
+    table: Any,
+) -> None:
+    # arrange
+    producer = FakeFaustProducer()
+    unit = _AtLeastOnceUnit(table.app, _Outbox(producer))
+    table.data["ETH"] = {"n": 0}
+    # act
+    await unit.send("features", b"BTC", b"f1")
+    await unit.write(table, "BTC", {"n": 1}, ev("md", 3, 40))
+    await unit.delete(table, "ETH", ev("md", 1, 9))
+    await unit.commit([ev("md", 3, 40)])
+    # assert: the store has the rows; each changelog record is Faust's bytes on the partition
+    # of the event that wrote it (where Faust's own table write would have put it)
+    assert table.data["BTC"] == {"n": 1}
+    assert "ETH" not in table.data
+    changelog = table.changelog_topic.get_topic_name()
+    assert producer.calls == [
+        ("features", b"BTC", b"f1", None, None, None),
+        (changelog, b'"BTC"', b'{"n":1}', 3, None, None),
+        (changelog, b'"ETH"', None, 1, None, None),
+    ]
+    assert unit.out.pending == []
