@@ -192,12 +192,12 @@ class FaustConfig(_Section):
     app_id: str = "huracan"
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=1, le=65535)
-    #: at_least_once (the default): a crash can write an output twice, with the same id and
-    #: bytes (ids are derived; the sequencer and exchange de-duplicate on them). exactly_once:
-    #: one Kafka transaction per batch and source partition (huracan.agents.transactions; not
-    #: Faust's own, which deadlocks this topology), so a read_committed consumer reads each
-    #: output once; see README "Exactly-once" for its costs and limits.
-    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    #: exactly_once (the default): one Kafka transaction per batch and source partition
+    #: (huracan.agents.transactions; not Faust's own, which deadlocks this topology), so a
+    #: read_committed consumer reads each output once, even after a crash. at_least_once: a
+    #: crash can write an output twice, with the same id and bytes. Either way ids are derived
+    #: and the sequencer and exchange de-duplicate on them. README "Exactly-once".
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "exactly_once"
     store: str = "memory://"
     #: where Faust keeps its local files (table stores, app dir); relative to the working dir
     datadir: str = "data/faust"

@@ -24,11 +24,14 @@ def pipeline_config(
     bootstrap: str,
     prefix: str,
     partitions: int = 4,
-    guarantee: str = "at_least_once",
+    guarantee: str | None = None,
     **faust: Any,
 ) -> HuracanConfig:
-    """A catalog and consumer group of the test's own (``faust``: more faust.* settings)."""
+    """A catalog and consumer group of the test's own (``faust``: more faust.* settings;
+    ``guarantee``: the processing guarantee, the configuration's default when ``None``)."""
     p = partitions
+    if guarantee is not None:
+        faust = {"processing_guarantee": guarantee, **faust}
     return build_config(
         {
             "kafka": {
@@ -39,7 +42,6 @@ def pipeline_config(
             "faust": {
                 "app_id": prefix,
                 "batch_size": 200,
-                "processing_guarantee": guarantee,
                 **faust,
             },
             # an empty registry of its own: every coin trades the baseline model, whatever
