@@ -58,7 +58,7 @@ def test_record_counter_when_transactions_commit_abort_or_stay_open_then_committ
         assert counter.counts()["Signal"] == 0
     assert record_counts(cfg)["FeatureVector"] == 11
     # at least once the high watermarks are the count: 5 + 3 + 2 + 4 records and 4 markers
-    alo = pipeline_config(kafka_bootstrap, cfg.kafka.topic_prefix)
+    alo = pipeline_config(kafka_bootstrap, cfg.kafka.topic_prefix, guarantee="at_least_once")
     assert record_counts(alo)["FeatureVector"] == 18
 
 
