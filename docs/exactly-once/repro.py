@@ -7,7 +7,7 @@ Run on commit feb9653 (before huracan.agents.transactions), services up:
 One worker, the end-to-end test's 3,000 ticks, then each output topic is counted by a
 read_uncommitted and a read_committed consumer. On feb9653 the trade requests are all on the
 broker but none is committed, so nothing is decided; since huracan.agents.transactions every
-count is the same both ways. ``at_least_once`` as the first argument runs the default.
+count is the same both ways. ``at_least_once`` as the first argument runs the other guarantee.
 """
 
 import sys
