@@ -30,8 +30,9 @@ offsets are read). An agent processes a batch per source partition, and everythi
 produces — its outputs, its dead letters and the changelog records of its table writes — goes
 into that task's transaction with the batch's source offsets; then the transaction is
 committed (:class:`TaskUnit`). Faust's commit loop commits nothing (the offsets are already
-committed, in the transactions), and sends outside the agents (the sequencer's heartbeat) go
-through the plain idempotent producer, outside any transaction.
+committed, in the transactions), and sends that are no batch's result (the sequencer's
+heartbeat, the coin agent's idle marks) go through the plain idempotent producer, outside any
+transaction.
 
 A failed transaction is fatal for the worker (the in-memory state would be ahead of the
 committed state): the worker crashes, and whoever gets the partitions next recovers the tables
@@ -192,8 +193,8 @@ class TaskTransactions(TransactionManager):
         *,
         transactional_id: str | None = None,
     ) -> Any:
-        """A send from outside the agents (the sequencer's heartbeat): idempotent, no
-        transaction."""
+        """A send that is no batch's result (the sequencer's heartbeat, the coin agent's idle
+        marks): idempotent, no transaction."""
         producer: Any = self.producer
         await producer.maybe_start()
         return await producer.send(topic, key, value, partition, timestamp, headers)

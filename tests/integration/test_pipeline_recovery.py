@@ -59,17 +59,28 @@ def _distinct(cfg: HuracanConfig, event_type: str, id_field: str = "event_id") -
     return out
 
 
+#: every output topic of the pipeline and the field its records are identified by
+OUTPUT_IDS = (
+    ("FeatureVector", "event_id"),
+    ("Signal", "event_id"),
+    ("TradeRequest", "request_id"),
+    ("RiskDecision", "event_id"),
+    ("Execution", "execution_id"),
+)
+
+
+def _second_copies(cfg: HuracanConfig) -> dict[str, dict[str, int]]:
+    """Per output topic, the ids a read_committed consumer reads more than once, and how often."""
+    out = {}
+    for event_type, id_field in OUTPUT_IDS:
+        ids = Counter(r[id_field] for r in read_topic(cfg, event_type))
+        out[event_type] = {i: n for i, n in ids.items() if n > 1}
+    return out
+
+
 def _assert_no_copies(cfg: HuracanConfig) -> None:
     """Exactly once: a read_committed consumer reads every fact once, not a second copy."""
-    for event_type, id_field in (
-        ("FeatureVector", "event_id"),
-        ("Signal", "event_id"),
-        ("TradeRequest", "request_id"),
-        ("RiskDecision", "event_id"),
-        ("Execution", "execution_id"),
-    ):
-        ids = Counter(r[id_field] for r in read_topic(cfg, event_type))
-        copies = {i: n for i, n in ids.items() if n > 1}
+    for event_type, copies in _second_copies(cfg).items():
         assert not copies, f"{event_type}: {len(copies)} ids written more than once: {copies}"
 
 
@@ -175,17 +186,7 @@ CRASH_HOOK = Path(__file__).with_name("crash_hook")
 
 def _copies(cfg: HuracanConfig) -> int:
     """Second copies of output records a read_committed consumer reads, over all outputs."""
-    total = 0
-    for event_type, id_field in (
-        ("FeatureVector", "event_id"),
-        ("Signal", "event_id"),
-        ("TradeRequest", "request_id"),
-        ("RiskDecision", "event_id"),
-        ("Execution", "execution_id"),
-    ):
-        ids = Counter(r[id_field] for r in read_topic(cfg, event_type))
-        total += sum(n - 1 for n in ids.values())
-    return total
+    return sum(n - 1 for copies in _second_copies(cfg).values() for n in copies.values())
 
 
 @GUARANTEES
