@@ -258,6 +258,9 @@ def _header(cur: Snapshot) -> RenderableType:
         else Text("health unknown", style="yellow")
     )
     line = Text.assemble(("worker ", "bold"), (cur.url, "cyan"), "  ", state)
+    # the latency watchdog's mode (issue 17), once the worker exports it
+    if cur.metrics.value("huracan_reduce_only") == 1:
+        line.append("  REDUCE-ONLY (closes only)", style="bold yellow")
     services = health.get("services") or {}
     if services:
         line.append("   services: ")

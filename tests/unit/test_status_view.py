@@ -270,3 +270,13 @@ def test_take_snapshot_when_metrics_is_not_an_exposition_then_error_recorded_not
 
     assert not snap.reachable
     assert any(e.startswith("/metrics:") for e in snap.errors)
+
+
+def test_render_when_worker_reports_reduce_only_then_header_says_so() -> None:
+    text = METRICS + b"# TYPE huracan_reduce_only gauge\nhuracan_reduce_only 1.0\n"
+    fetch = recorded(metrics=(200, text))
+
+    shown = text_of(render(None, take_snapshot("http://w:1", fetch=fetch)))
+
+    assert "REDUCE-ONLY" in shown
+    assert "REDUCE-ONLY" not in text_of(render(None, take_snapshot("http://w:1", fetch=recorded())))
