@@ -28,8 +28,11 @@ import pytest
 from confluent_kafka import Producer
 
 from huracan.config import HuracanConfig
+from huracan.domain.signals import BaselineParams
 from huracan.domain.universe import universe
+from huracan.models import register_momentum_model
 from huracan.simulate import MarketSimulator
+from huracan.storage import ModelRegistry
 from huracan.streams.serde import make_serde
 from huracan.streams.topics import TopicCatalog
 from huracan.worker_process import free_port
@@ -126,12 +129,25 @@ def _control(cfg: HuracanConfig, command: str) -> None:
     assert producer.flush(10) == 0
 
 
+def _register_tampered_model(cfg: HuracanConfig, coin: str) -> None:
+    """An active model for ``coin`` whose artifact changed after it was registered: the worker
+    refuses it (sha256 mismatch) and trades the baseline for that coin."""
+    with ModelRegistry.from_config(cfg) as registry:
+        meta = register_momentum_model(registry, coin, BaselineParams())
+    path = Path(meta.model_path)
+    if not path.is_absolute():
+        path = Path(cfg.engine.model_registry.storage_path) / path
+    path.write_bytes(path.read_bytes() + b" ")
+
+
 @pytest.fixture(scope="module")
 def live(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveWorker]:
-    """The scenario, run once for the module: ticks, a dead letter, the kill switch on."""
+    """The scenario, run once for the module: a refused model, ticks, a dead letter, the kill
+    switch on."""
     prefix = f"test.ops.{SESSION}{uuid.uuid4().hex[:6]}"
     cfg = pipeline_config(kafka_bootstrap, prefix, partitions=2)
     create_topics(cfg)
+    _register_tampered_model(cfg, "ETH")
     workdir = tmp_path_factory.mktemp("ops")
     # ticks stamped now, so that the tick_to_* latencies are real ones
     start = int(time.time() * 1e6)
@@ -170,16 +186,16 @@ def live(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield LiveWorker(cfg, port, prometheus)
 
 
-def test_alerts_when_kill_switch_on_and_a_record_dead_lettered_then_their_alerts_fire(
+def test_alerts_when_kill_switch_on_a_record_dead_lettered_and_a_model_refused_then_they_fire(
     live: LiveWorker,
 ) -> None:
     # act: Prometheus scrapes and evaluates the rules every second
-    def both_fire() -> bool:
+    def all_fire() -> bool:
         now = firing(live.prometheus)
         print("firing:", sorted(now))  # shown when the wait fails
-        return {"HuracanKillSwitchOn", "HuracanDeadLettersRising"} <= now
+        return {"HuracanKillSwitchOn", "HuracanDeadLettersRising", "HuracanModelRefused"} <= now
 
-    fired = wait_until(both_fire, 60, interval=1.0, what="both alerts to fire")
+    fired = wait_until(all_fire, 60, interval=1.0, what="the three alerts to fire")
 
     # assert: firing for this worker, and the breakers that are not tripped do not fire
     assert fired
@@ -188,6 +204,7 @@ def test_alerts_when_kill_switch_on_and_a_record_dead_lettered_then_their_alerts
     assert [a["labels"]["instance"] for a in kill] == [live.instance]
     assert "HuracanBreakerTripped" not in firing(live.prometheus)
     assert "HuracanWorkerDown" not in firing(live.prometheus)
+    assert "HuracanModelRegistryUnreachable" not in firing(live.prometheus)
 
 
 def test_dashboard_when_evaluated_against_the_live_worker_then_every_panel_query_returns_data(
@@ -271,7 +288,8 @@ def test_status_when_once_against_a_live_worker_then_prints_a_snapshot_of_it(
     text = out.stdout
     assert f"http://{live.instance}" in text
     for expected in ("global", "kill_switch", "TRIPPED", "APPROVE", "OPEN", "tick_to_signal",
-                     "< 100 ms", f"{live.cfg.kafka.topic_prefix}.market-data"):  # fmt: skip
+                     "< 100 ms", f"{live.cfg.kafka.topic_prefix}.market-data",
+                     "1 refused"):  # fmt: skip
         assert expected in text, expected
     letters = instant(live.prometheus, "huracan_dead_letters_total")
     assert letters
