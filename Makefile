@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 STAMP := .venv/.install-stamp
 
-.PHONY: install up down status test test-unit test-integration lint format demo bench clean
+.PHONY: install up down status test test-unit test-integration lint check-deploy format demo bench clean
 
 install: $(STAMP)
 
@@ -27,12 +27,19 @@ lint: install
 	.venv/bin/ruff format --check huracan tests benchmarks
 	.venv/bin/mypy
 
+## The alert rules and the compose Prometheus config, checked by Prometheus' own promtool
+## (Debian's prometheus package; scripts/services.sh install puts it there).
+check-deploy:
+	@command -v promtool >/dev/null || scripts/services.sh install
+	promtool check rules deploy/prometheus/alerts.yml
+	promtool check config deploy/prometheus/prometheus.yml
+
 format: install
 	.venv/bin/ruff format huracan tests benchmarks
 	.venv/bin/ruff check --fix huracan tests benchmarks
 
 ## The test command: installs everything, starts the services, lints, runs every test.
-test: install up lint
+test: install up lint check-deploy
 	$(PY) -m pytest -p no:cacheprovider -ra
 
 test-unit: install

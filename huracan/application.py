@@ -9,7 +9,8 @@ Nothing here runs at import time of ``huracan``: :func:`get_app` builds the app 
 
 Web endpoints on ``faust.web_host:faust.web_port`` (loopback by default):
 
-* ``/metrics`` — Prometheus text format;
+* ``/metrics`` — Prometheus text format (breakers, limits, equity and models are read from the
+  sequencer and the model loader at each scrape);
 * ``/health`` — Kafka, Redis and PostgreSQL checks, the registry models (loaded versions, last
   refresh, artifacts refused) and breaker states; HTTP 503 when any service is down, a breaker
   is tripped, or the last registry refresh failed or refused an artifact;
@@ -148,8 +149,18 @@ def _register_model_refresh(app: faust.App, models: RegistryModels) -> None:
 def _register_views(
     app: faust.App, cfg: HuracanConfig, pipeline: Pipeline, models: RegistryModels
 ) -> None:
+    metrics.set_worker_info(cfg.faust.app_id, cfg.kafka.topic_prefix)
+
     @app.page("/metrics")
     async def metrics_view(self: Any, request: Any) -> Any:
+        # state that changes without an agent running (breakers, limits, models) is read now
+        seq = pipeline.state.get("sequencer")
+        if seq is None:
+            metrics.update_risk_state(None, {})
+        else:
+            ctl = seq.controller
+            metrics.update_risk_state(ctl.get_exposure_summary(), ctl.limits.to_dict())
+        metrics.update_models(models.status().as_dict())
         return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     @app.page("/health")

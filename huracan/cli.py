@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from huracan.cli_history import register as register_history_commands
+from huracan.cli_status import register as register_status_command
 from huracan.config import ConfigError, HuracanConfig, load_config
 
 app = typer.Typer(
@@ -30,6 +31,7 @@ config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 app.add_typer(config_app, name="config")
 register_history_commands(app)  # archive, replay, backtest, whatif (huracan/cli_history.py)
+register_status_command(app)  # status (huracan/cli_status.py)
 
 console = Console()
 err_console = Console(stderr=True)
