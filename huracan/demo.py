@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
@@ -29,6 +29,7 @@ from huracan.config import HuracanConfig
 from huracan.domain.universe import universe
 from huracan.observability.health import check_all
 from huracan.simulate import MarketSimulator
+from huracan.streams.clients import make_admin, make_consumer, make_producer
 from huracan.streams.serde import make_serde
 from huracan.streams.topics import RecordCounter, TopicCatalog, ensure_topics
 from huracan.worker_process import WorkerHandle
@@ -71,13 +72,7 @@ def run_foundation_demo(
     coins = universe(config.engine.active_coins)
     coins.sort(key=lambda c: c.symbol != coin)  # the requested coin first, if present
     sim = MarketSimulator(coins, seed=int(time.time()))
-    producer = Producer(
-        {
-            "bootstrap.servers": config.kafka.bootstrap_servers,
-            "enable.idempotence": True,
-            "linger.ms": 5,
-        }
-    )
+    producer = make_producer(config, "demo", overrides={"linger.ms": 5})
     delivered: list[tuple[int, int]] = []
     errors: list[str] = []
 
@@ -106,14 +101,7 @@ def run_foundation_demo(
     for p, o in delivered:
         lo, hi = ranges.get(p, (o, o))
         ranges[p] = (min(lo, o), max(hi, o))
-    consumer = Consumer(
-        {
-            "bootstrap.servers": config.kafka.bootstrap_servers,
-            "group.id": f"huracan-demo-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        }
-    )
+    consumer = make_consumer(config, "demo-reader", group_id=f"huracan-demo-{uuid.uuid4().hex[:8]}")
     consumer.assign([TopicPartition(topic, p, lo) for p, (lo, _) in ranges.items()])
     want = sum(hi - lo + 1 for lo, hi in ranges.values())
     got: list[dict[str, object]] = []
@@ -368,9 +356,7 @@ def run_pipeline_demo(
 def delete_topics(cfg: HuracanConfig) -> None:
     """Delete every topic whose name starts with ``kafka.topic_prefix`` (the catalog and the
     Faust app's changelog and assignor topics, when ``faust.app_id`` is the prefix)."""
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": cfg.kafka.bootstrap_servers})
+    admin = make_admin(cfg, "topic-cleaner")
     names = [
         t for t in admin.list_topics(timeout=10).topics if t.startswith(cfg.kafka.topic_prefix)
     ]
