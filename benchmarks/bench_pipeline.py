@@ -69,15 +69,15 @@ from confluent_kafka import Producer, TopicPartition
 
 from benchmarks.harness import QUICK, Report, results_dir
 from huracan.config import HuracanConfig, build_config
-from huracan.demo import parse_metrics
 from huracan.domain.universe import universe
 from huracan.publish import publish_ticks
+from huracan.runtime.drain import parse_metrics
+from huracan.runtime.worker_launcher import WorkerHandle, running_worker
 from huracan.simulate import MarketSimulator
 from huracan.streams.clients import make_admin, make_consumer, make_producer
 from huracan.streams.serde import Serde, make_serde
 from huracan.streams.topics import RecordCounter, TopicCatalog, ensure_topics
 from huracan.wiring import build_engine
-from huracan.worker_process import WorkerHandle, running_worker
 
 COINS = 400
 #: a tick as produced: (key, Avro value, record timestamp in ms)
@@ -321,7 +321,7 @@ class Outputs:
 
 
 def order_counters(worker: WorkerHandle) -> dict[str, float]:
-    """Late requests, stall releases and idle partitions so far (huracan.demo.ORDER_COUNTERS)."""
+    """Late requests, stall releases and idle partitions so far (drain.ORDER_COUNTERS)."""
     order: dict[str, float] = parse_metrics((worker.get("/metrics") or b"").decode())["order"]  # type: ignore[assignment]
     return order
 

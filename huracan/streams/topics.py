@@ -610,3 +610,15 @@ class RecordCounter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def delete_topics(cfg: HuracanConfig) -> None:
+    """Delete every topic whose name starts with ``kafka.topic_prefix`` (the catalog and the
+    Faust app's changelog and assignor topics, when ``faust.app_id`` is the prefix)."""
+    admin = make_admin(cfg, "topic-cleaner")
+    names = [
+        t for t in admin.list_topics(timeout=10).topics if t.startswith(cfg.kafka.topic_prefix)
+    ]
+    if names:
+        for future in admin.delete_topics(names, operation_timeout=30).values():
+            future.result()
