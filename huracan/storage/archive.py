@@ -57,7 +57,12 @@ from huracan.storage.archive_schema import (
     make_kind,
     records_to_table,
 )
-from huracan.storage.archiver import ArchiveReport, archive_topic, default_archiver_group
+from huracan.storage.archiver import (
+    ArchiveReport,
+    TopicArchiver,
+    archive_topic,
+    default_archiver_group,
+)
 from huracan.streams.bounded_reader import (
     BoundedReader,
     ConsumerFactory,
@@ -85,6 +90,7 @@ __all__ = [
     "ConsumerFactory",
     "ProducerFactory",
     "SourceOffsets",
+    "TopicArchiver",
     "archive_kind",
     "archive_path",
     "archive_topic",

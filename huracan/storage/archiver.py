@@ -1,30 +1,46 @@
-"""Archiving a topic: a bounded (or followed) read of a Kafka topic into the Parquet archive.
+"""The one topic archiver: Kafka records into the Parquet archive, at least once, nothing lost.
 
-:func:`archive_topic` drains a topic into the archive and commits the consumer offsets only
-after the files (and the dead letters) are durable: at least once, and idempotent because
-files de-duplicate on ``event_id`` and dead letters carry deterministic ids. The clients come
+:class:`TopicArchiver` holds consumed records and flushes them; both ``huracan archive``
+(:func:`archive_topic`, a bounded read of the topic's partitions) and the worker's archive
+agent (:mod:`huracan.agents.archive_agent`, a member of its own consumer group) drive it.
+A flush (:meth:`TopicArchiver.flush`):
+
+1. decodes the held records; one that does not decode, or whose coin is not a valid directory
+   name, is set aside for the dead-letter topic (the serde's reason, or ``schema_reason``);
+   a transient serde failure (Schema Registry down) fails the flush;
+2. writes the rest with one :meth:`~huracan.storage.archive_files.ArchiveWriter.write_table`
+   call (atomic files, merged and de-duplicated on ``event_id``). A write that fails is retried
+   after each of ``write_retry_delays``; then, with ``dead_letter_write_failures``, the batch is
+   written coin by coin and the rows of the coins that still fail are dead-lettered with reason
+   ``archive_write_failed``, else the writer's error is raised;
+3. produces the dead letters and waits until the broker has every one;
+4. commits, per partition, the offset after the last record of the flush.
+
+A crash before (4) re-reads the records; the merge keeps one row per ``event_id`` and dead
+letters carry deterministic ids, so the files come out the same. A flush that cannot finish
+raises :class:`ArchiveFlushError` and keeps its records held; a commit refused because the
+group moved on (rebalance) leaves the records to the partitions' next owner. The clients come
 from :mod:`huracan.streams.clients`; the only wall-clock read is the dead letters'
-``failed_at`` (injectable: ``clock_us``).
+``failed_at`` (injectable).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pyarrow as pa
-from confluent_kafka import KafkaException
+import pyarrow.compute as pc
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 from huracan.config import HuracanConfig
-from huracan.storage.archive_errors import (
-    ArchiveSchemaError,
-    TopicReadError,
-)
+from huracan.storage.archive_errors import ArchiveError, ArchiveSchemaError, TopicReadError
 from huracan.storage.archive_files import DEFAULT_ROW_GROUP_SIZE, ArchivedFile, ArchiveWriter
 from huracan.storage.archive_paths import check_coin
 from huracan.storage.archive_schema import records_to_table
@@ -41,9 +57,328 @@ from huracan.streams.dead_letter import (
     DEAD_LETTER_EVENT_TYPE,
     dead_letter_from_message,
     encode_dead_letter,
+    reason_code,
 )
 from huracan.streams.errors import SerdeError, UnknownEventType
 from huracan.streams.serde import SchemaCatalog, Serde, make_serde
+
+log = logging.getLogger("huracan.storage.archiver")
+
+#: DeadLetter reason of a record whose file could not be written after the retries
+REASON_WRITE_FAILED: Final = "archive_write_failed"
+#: commit errors after which the records are left to the partition's next owner
+_LOST_GENERATION: Final = frozenset(
+    {
+        KafkaError.REBALANCE_IN_PROGRESS,
+        KafkaError.ILLEGAL_GENERATION,
+        KafkaError.UNKNOWN_MEMBER_ID,
+        KafkaError._ASSIGNMENT_LOST,
+        KafkaError._NO_OFFSET,
+    }
+)
+
+
+class ArchiveFlushError(TopicReadError):
+    """A flush could not finish (dead letters undelivered, commit refused, registry down);
+    its records stay held and uncommitted."""
+
+
+@dataclass(frozen=True, slots=True)
+class FlushResult:
+    """What one flush did: ``records`` taken, ``added`` new rows, ``duplicates`` records whose
+    ``event_id`` was archived already, ``dead_letters`` sent (their reasons in
+    ``dead_letter_reasons``), the ``files`` written, the offsets ``committed`` (next to read,
+    per partition; empty when the commit was left to the partitions' next owner) and how long
+    it took. After a failed write attempt the rows it managed to write before failing count as
+    ``duplicates`` (the writer reports nothing for a call that raised); ``added + duplicates``
+    is exact."""
+
+    records: int
+    added: int
+    duplicates: int
+    dead_letters: int
+    files: tuple[ArchivedFile, ...]
+    committed: Mapping[int, int]
+    seconds: float
+    dead_letter_reasons: tuple[str, ...] = ()
+
+
+_Failure = tuple[int, BaseException, str | None]
+
+
+def _wall_clock_us() -> int:
+    return time.time_ns() // 1000
+
+
+def default_archiver_group(config: HuracanConfig, event_type: str) -> str:
+    """``<topic_prefix>.archiver.<event_type>``: the archiver's default consumer group."""
+    return f"{config.kafka.topic_prefix}.archiver.{event_type}"
+
+
+class TopicArchiver:
+    """Archives the records of one topic that its driver hands it (steps in the module doc).
+
+    The driver reads the topic with :attr:`consumer` (set by the driver; commits go through
+    it), appends each record to :attr:`held` and calls :meth:`flush`. ``role`` names the
+    clients (``<client_id_prefix>-<role>``), ``dead_letter_consumer`` the DeadLetter's
+    ``consumer`` field (default: the group id), ``schema_reason`` the DeadLetter reason of a
+    record that does not fit the archive (default: the error's own reason code).
+    ``producer_factory`` builds the dead-letter producer from its config dict (tests pass
+    fakes). Not thread-safe: one thread drives one archiver.
+
+    Raises :class:`~huracan.storage.archive_errors.ArchiveSchemaError` for an event type that
+    has no topic or cannot be archived.
+    """
+
+    def __init__(
+        self,
+        cfg: HuracanConfig,
+        event_type: str = "MarketTick",
+        *,
+        root: str | Path,
+        group_id: str,
+        role: str,
+        row_group_size: int = DEFAULT_ROW_GROUP_SIZE,
+        serde: Serde | None = None,
+        producer_factory: ProducerFactory | None = None,
+        dead_letter_consumer: str | None = None,
+        schema_reason: str | None = None,
+        write_retry_delays: Sequence[float] = (),
+        dead_letter_write_failures: bool = False,
+        clock_us: Callable[[], int] = _wall_clock_us,
+        sleep: Callable[[float], None] = time.sleep,
+        delivery_timeout_s: float = 30.0,
+    ) -> None:
+        schemas = SchemaCatalog.from_config(cfg)
+        try:
+            self.topic = schemas.topic_for(event_type)
+            self.dead_letter_topic = schemas.topic_for(DEAD_LETTER_EVENT_TYPE)
+        except UnknownEventType as exc:
+            raise ArchiveSchemaError(str(exc)) from None
+        self.writer = ArchiveWriter(
+            root, event_type, catalog=schemas, row_group_size=row_group_size
+        )
+        self.cfg = cfg
+        self.event_type = event_type
+        self.group_id = group_id
+        self.role = role
+        self.serde = serde if serde is not None else make_serde(cfg, catalog=schemas)
+        self.consumer: Any = None
+        self.held: list[Any] = []
+        self._producer_factory = producer_factory
+        self._producer: Any = None
+        self._delivery_errors: list[str] = []
+        self._dead_letter_consumer = dead_letter_consumer or group_id
+        self._schema_reason = schema_reason
+        self._write_retry_delays = tuple(write_retry_delays)
+        self._dead_letter_write_failures = dead_letter_write_failures
+        self._clock_us = clock_us
+        self._sleep = sleep
+        self._delivery_timeout_s = delivery_timeout_s
+
+    # ----------------------------------------------------------------------- hooks
+    def _on_error(self, error: str) -> None:
+        """Called with the exception type name of each failed write attempt (for metrics)."""
+
+    def _drop_held(self) -> None:
+        self.held = []
+
+    # ----------------------------------------------------------------------- flushing
+    def flush(self) -> FlushResult | None:
+        """Archive the held records and commit them (steps in the module docstring).
+
+        Returns None when nothing was held. Raises :class:`ArchiveFlushError` when the dead
+        letters could not be delivered, the registry is down or the commit failed, and the
+        writer's error when a write fails without ``dead_letter_write_failures``; the records
+        then stay held (the files written meanwhile are harmless: a retry merges the same rows
+        into them).
+        """
+        if not self.held:
+            return None
+        t0 = time.perf_counter()
+        batch = self.held
+        # 1. decode
+        table, positions, rows, failed = self._prepare(batch)
+        # 2. write (retried, then coin by coin)
+        files: list[ArchivedFile] = []
+        if table is not None and positions is not None:
+            files, write_failed = self._write(table, positions, rows)
+            failed += write_failed
+        # 3. dead letters, delivered before anything is committed
+        if failed:
+            self._send_dead_letters([(batch[i], exc, reason) for i, exc, reason in failed])
+        # 4. commit
+        committed = self._commit(batch)
+        seconds = time.perf_counter() - t0
+        added = sum(f.added for f in files)
+        written = (table.num_rows if table is not None else 0) - sum(
+            1 for _, _, reason in failed if reason == REASON_WRITE_FAILED
+        )
+        result = FlushResult(
+            records=len(batch), added=added, duplicates=max(written - added, 0),
+            dead_letters=len(failed), files=tuple(files), committed=committed, seconds=seconds,
+            dead_letter_reasons=tuple(reason or reason_code(exc) for _, exc, reason in failed),
+        )  # fmt: skip
+        self._drop_held()
+        return result
+
+    def _prepare(
+        self, batch: Sequence[Any]
+    ) -> tuple[pa.Table | None, pa.Table | None, list[int], list[_Failure]]:
+        """The held records as a table of the writer's schema, its positions, the batch index
+        of each row, and the records that cannot be archived."""
+        records: list[dict[str, Any]] = []
+        rows: list[int] = []
+        failed: list[_Failure] = []
+        for i, msg in enumerate(batch):
+            try:
+                record = self.serde.decode(msg.value(), expected=self.event_type)
+                check_coin(record.get("coin"))
+            except SerdeError as exc:
+                if exc.transient:
+                    raise ArchiveFlushError(
+                        f"decoding {self.topic}:{msg.partition()}:{msg.offset()} needs the "
+                        f"Schema Registry: {exc}"
+                    ) from exc
+                failed.append((i, exc, None))
+                continue
+            except ArchiveSchemaError as exc:
+                failed.append((i, exc, self._schema_reason))
+                continue
+            records.append(record)
+            rows.append(i)
+        kind = self.writer.kind
+        try:
+            table = records_to_table(records, kind) if records else None
+        except ArchiveSchemaError:
+            # find the records that do not fit, one by one (rare: they decoded with the schema)
+            keep = []
+            for j, record in enumerate(records):
+                try:
+                    records_to_table([record], kind)
+                except ArchiveSchemaError as exc:
+                    failed.append((rows[j], exc, self._schema_reason))
+                else:
+                    keep.append(j)
+            records, rows = [records[j] for j in keep], [rows[j] for j in keep]
+            table = records_to_table(records, kind) if records else None
+        if table is None:
+            return None, None, [], failed
+        positions = pa.table(
+            {
+                "partition": pa.array([batch[i].partition() for i in rows], pa.int32()),
+                "offset": pa.array([batch[i].offset() for i in rows], pa.int64()),
+            }
+        )
+        return table, positions, rows, failed
+
+    def _write(
+        self, table: pa.Table, positions: pa.Table, rows: list[int]
+    ) -> tuple[list[ArchivedFile], list[_Failure]]:
+        """Write the batch; after the retries, coin by coin (or raise); the rows of the failed
+        coins returned."""
+        for attempt in range(len(self._write_retry_delays) + 1):
+            try:
+                files = self.writer.write_table(table, source_topic=self.topic, positions=positions)
+                return files, []
+            except (ArchiveError, OSError) as exc:
+                if not self._dead_letter_write_failures and attempt == len(
+                    self._write_retry_delays
+                ):
+                    raise
+                self._on_error(type(exc).__name__)
+                log.warning(
+                    "archive %s: write of %d rows failed (attempt %d): %s",
+                    self.topic, table.num_rows, attempt + 1, exc,
+                )  # fmt: skip
+                if attempt < len(self._write_retry_delays):
+                    self._sleep(self._write_retry_delays[attempt])
+        return self._write_by_coin(table, positions, rows)
+
+    def _write_by_coin(
+        self, table: pa.Table, positions: pa.Table, rows: list[int]
+    ) -> tuple[list[ArchivedFile], list[_Failure]]:
+        """Each coin on its own, so one bad file or folder costs only its coin's rows."""
+        files: list[ArchivedFile] = []
+        failed: list[_Failure] = []
+        coins = table.column("coin")
+        for coin in pc.unique(coins).to_pylist():
+            mask = pc.equal(coins, coin)
+            try:
+                files += self.writer.write_table(
+                    table.filter(mask), source_topic=self.topic, positions=positions.filter(mask)
+                )
+            except (ArchiveError, OSError) as exc:
+                self._on_error(type(exc).__name__)
+                indices = pc.indices_nonzero(mask).to_pylist()
+                log.error("archive %s: %d rows of %s dead-lettered: %s",
+                          self.topic, len(indices), coin, exc)  # fmt: skip
+                failed += [(rows[k], exc, REASON_WRITE_FAILED) for k in indices]
+        return files, failed
+
+    def _on_delivery(self, err: Any, _msg: Any) -> None:
+        if err is not None:
+            self._delivery_errors.append(str(err))
+
+    def _send_dead_letters(self, items: Sequence[tuple[Any, BaseException, str | None]]) -> None:
+        if self._producer is None:
+            self._producer = make_producer(
+                self.cfg, f"{self.role}-dead-letter", factory=self._producer_factory
+            )
+        self._delivery_errors = []
+        failed_at_us = self._clock_us()
+        try:
+            for msg, exc, reason in items:
+                event = dead_letter_from_message(
+                    msg,
+                    exc,
+                    consumer=self._dead_letter_consumer,
+                    failed_at_us=failed_at_us,
+                    reason=reason,
+                )
+                key, value = encode_dead_letter(self.serde, event)
+                self._producer.produce(
+                    self.dead_letter_topic, key=key, value=value, on_delivery=self._on_delivery
+                )
+                self._producer.poll(0)
+            remaining = self._producer.flush(self._delivery_timeout_s)
+        except (KafkaException, BufferError) as exc:
+            raise ArchiveFlushError(f"dead letters to {self.dead_letter_topic}: {exc}") from exc
+        if remaining or self._delivery_errors:
+            raise ArchiveFlushError(
+                f"{remaining} dead letters to {self.dead_letter_topic} undelivered, errors: "
+                f"{self._delivery_errors[:3]}; offsets not committed"
+            )
+
+    def _commit(self, batch: Sequence[Any]) -> dict[int, int]:
+        """Commit the offset after each partition's last record; ``{}`` when the group has
+        moved on (the partitions' next owner reads the records again)."""
+        next_offsets: dict[int, int] = {}
+        for msg in batch:
+            p, o = msg.partition(), msg.offset()
+            if o + 1 > next_offsets.get(p, -1):
+                next_offsets[p] = o + 1
+        offsets = [KafkaTopicPartition(self.topic, p, o) for p, o in sorted(next_offsets.items())]
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if isinstance(err, KafkaError) and err.code() in _LOST_GENERATION:
+                log.warning("archive %s: commit left to the next owner: %s", self.topic, err)
+                return {}
+            raise ArchiveFlushError(
+                f"cannot commit the offsets of group {self.group_id!r}: {_kafka_error_text(exc)}"
+            ) from exc
+        return next_offsets
+
+    def close_producer(self, timeout_s: float = 5.0) -> None:
+        """Let the dead-letter producer deliver what it holds (up to ``timeout_s``)."""
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                self._producer.flush(timeout_s)
+
+
+# --- the bounded run of ``huracan archive`` ---------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,151 +417,6 @@ class ArchiveReport:
         return len(self.files)
 
 
-def _wall_clock_us() -> int:
-    return time.time_ns() // 1000
-
-
-def default_archiver_group(config: HuracanConfig, event_type: str) -> str:
-    """``<topic_prefix>.archiver.<event_type>``: the archiver's default consumer group."""
-    return f"{config.kafka.topic_prefix}.archiver.{event_type}"
-
-
-class _TopicArchiver:
-    """The state of one :func:`archive_topic` run (see its docstring for the steps)."""
-
-    def __init__(
-        self,
-        *,
-        topic: str,
-        dead_letter_topic: str,
-        event_type: str,
-        group: str,
-        serde: Serde,
-        writer: ArchiveWriter,
-        consumer: Any,
-        new_producer: Callable[[], Any],
-        clock_us: Callable[[], int],
-        delivery_timeout_s: float,
-    ) -> None:
-        self.topic = topic
-        self.dead_letter_topic = dead_letter_topic
-        self.event_type = event_type
-        self.group = group
-        self.serde = serde
-        self.writer = writer
-        self.consumer = consumer
-        self.new_producer = new_producer
-        self.producer: Any = None
-        self.clock_us = clock_us
-        self.delivery_timeout_s = delivery_timeout_s
-        self.dl_errors: list[str] = []
-        self.files: dict[Path, ArchivedFile] = {}
-        self.consumed = 0
-        self.dead = 0
-        self.first_last: dict[int, tuple[int, int]] = {}
-        self.committed: dict[int, int] = {}
-        self.buffer: list[dict[str, Any]] = []
-        self.buffer_partitions: list[int] = []
-        self.buffer_offsets: list[int] = []
-        self.uncommitted: dict[int, int] = {}
-
-    def _on_delivery(self, err: Any, _msg: Any) -> None:
-        if err is not None:
-            self.dl_errors.append(str(err))
-
-    def take(self, msg: Any) -> None:
-        """Buffer one consumed record, or dead-letter it when it cannot be archived."""
-        p, off = int(msg.partition()), int(msg.offset())
-        self.consumed += 1
-        first = self.first_last.get(p)
-        self.first_last[p] = (first[0], off) if first else (off, off)
-        self.uncommitted[p] = off + 1
-        try:
-            record = self.serde.decode(msg.value(), expected=self.event_type)
-            check_coin(record.get("coin"))
-        except (SerdeError, ArchiveSchemaError) as exc:
-            if isinstance(exc, SerdeError) and exc.transient:
-                raise TopicReadError(
-                    f"decoding {self.topic}:{p}:{off} needs the Schema Registry: {exc}"
-                ) from None
-            self._dead_letter(msg, exc)
-            return
-        self.buffer.append(record)
-        self.buffer_partitions.append(p)
-        self.buffer_offsets.append(off)
-
-    def _dead_letter(self, msg: Any, exc: Exception) -> None:
-        if self.producer is None:
-            self.producer = self.new_producer()
-        event = dead_letter_from_message(
-            msg, exc, consumer=self.group, failed_at_us=self.clock_us()
-        )
-        key, value = encode_dead_letter(self.serde, event)
-        self.producer.produce(
-            self.dead_letter_topic, key=key, value=value, on_delivery=self._on_delivery
-        )
-        self.producer.poll(0)
-        self.dead += 1
-
-    def flush(self) -> None:
-        """Files first, then every dead letter acknowledged, then the offsets committed."""
-        if self.buffer:
-            table = records_to_table(self.buffer, self.writer.kind)
-            positions = pa.table(
-                {
-                    "partition": pa.array(self.buffer_partitions, pa.int32()),
-                    "offset": pa.array(self.buffer_offsets, pa.int64()),
-                }
-            )
-            for f in self.writer.write_table(table, source_topic=self.topic, positions=positions):
-                prior = self.files.get(f.path)
-                added = f.added + (prior.added if prior is not None else 0)
-                self.files[f.path] = ArchivedFile(f.path, f.coin, f.day, f.rows, added)
-        written = len(self.buffer)
-        self.buffer, self.buffer_partitions, self.buffer_offsets = [], [], []
-        if self.producer is not None:
-            remaining = self.producer.flush(self.delivery_timeout_s)
-            if remaining or self.dl_errors:
-                raise TopicReadError(
-                    f"dead letters to {self.dead_letter_topic!r} not delivered ({remaining} "
-                    f"pending, errors: {self.dl_errors[:3]}); offsets not committed"
-                )
-        if self.uncommitted:
-            offsets = [KafkaTopicPartition(self.topic, p, o) for p, o in self.uncommitted.items()]
-            try:
-                self.consumer.commit(offsets=offsets, asynchronous=False)
-            except KafkaException as exc:
-                raise TopicReadError(
-                    f"cannot commit the offsets of group {self.group!r} after archiving "
-                    f"{written} records: {_kafka_error_text(exc)}"
-                ) from None
-            self.committed.update(self.uncommitted)
-            self.uncommitted.clear()
-
-    def close(self) -> None:
-        if self.producer is not None:
-            with contextlib.suppress(Exception):
-                self.producer.flush(5)
-
-    def report(self, root: Path, ends: Mapping[int, int], complete: bool) -> ArchiveReport:
-        added = sum(f.added for f in self.files.values())
-        return ArchiveReport(
-            topic=self.topic,
-            event_type=self.event_type,
-            root=root,
-            group_id=self.group,
-            files=tuple(sorted(self.files.values(), key=lambda f: (f.coin, f.day))),
-            consumed=self.consumed,
-            archived=added,
-            duplicates=self.consumed - self.dead - added,
-            dead_letters=self.dead,
-            offsets=dict(sorted(self.first_last.items())),
-            committed=dict(sorted(self.committed.items())),
-            end_offsets=dict(sorted(ends.items())),
-            complete=complete,
-        )
-
-
 def archive_topic(
     config: HuracanConfig,
     *,
@@ -256,13 +446,12 @@ def archive_topic(
        or at ``group_id``'s committed offset (the low watermark where none is committed or it
        was deleted by retention); with ``until_end`` stop at the high watermarks captured
        now, else run until ``stop()`` returns true;
-    3. consume (``read_committed``) in batches of ``batch_size`` and decode each record; one
-       that fails to decode, or whose coin is not a valid directory name, becomes a
-       DeadLetter (original bytes, coordinates, reason) produced to the dead-letter topic —
-       counted, never dropped. A transient serde failure (Schema Registry down) raises;
-    4. every ``flush_rows`` records, every ``flush_interval_s`` and at the end: write the
-       files (atomic, merged, de-duplicated), wait until every dead letter is acknowledged,
-       and only then commit the offsets after the last record consumed;
+    3. consume (``read_committed``) in batches of ``batch_size`` into a
+       :class:`TopicArchiver`;
+    4. every ``flush_rows`` records, every ``flush_interval_s`` and at the end: flush it
+       (decode, dead-letter what cannot be archived — counted, never dropped — write the
+       files, wait until every dead letter is acknowledged, and only then commit the offsets
+       after the last record consumed; a write failure raises, nothing is retried);
     5. close the clients and report.
 
     A crash anywhere re-reads from the last commit; files de-duplicate on ``event_id`` and
@@ -275,14 +464,20 @@ def archive_topic(
     stays archived and committed.
     """
     # 1. topics, serde, writer
-    catalog = SchemaCatalog.from_config(config)
-    try:
-        topic = catalog.topic_for(topic_event_type)
-        dead_letter_topic = catalog.topic_for(DEAD_LETTER_EVENT_TYPE)
-    except UnknownEventType as exc:
-        raise ArchiveSchemaError(str(exc)) from None
-    writer = ArchiveWriter(root, topic_event_type, catalog=catalog, row_group_size=row_group_size)
     group = group_id or default_archiver_group(config, topic_event_type)
+    run = TopicArchiver(
+        config,
+        topic_event_type,
+        root=root,
+        group_id=group,
+        role=f"archiver-{topic_event_type}",
+        row_group_size=row_group_size,
+        serde=serde,
+        producer_factory=producer_factory,
+        clock_us=clock_us,
+        delivery_timeout_s=idle_timeout_s,
+    )
+    topic = run.topic
     consumer = make_consumer(
         config,
         f"archiver-{topic_event_type}",
@@ -294,21 +489,17 @@ def archive_topic(
         },
         factory=consumer_factory,
     )
-    run = _TopicArchiver(
-        topic=topic,
-        dead_letter_topic=dead_letter_topic,
-        event_type=topic_event_type,
-        group=group,
-        serde=serde if serde is not None else make_serde(config, catalog=catalog),
-        writer=writer,
-        consumer=consumer,
-        new_producer=lambda: make_producer(
-            config, f"archiver-{topic_event_type}-dead-letter", factory=producer_factory
-        ),
-        clock_us=clock_us,
-        delivery_timeout_s=idle_timeout_s,
-    )
+    run.consumer = consumer
+    consumed = 0
+    first_last: dict[int, tuple[int, int]] = {}
+    results: list[FlushResult] = []
     reader: BoundedReader | None = None
+
+    def flush() -> None:
+        result = run.flush()
+        if result is not None:
+            results.append(result)
+
     try:
         # 2. watermarks, start and end offsets
         partitions = topic_partitions(consumer, topic, idle_timeout_s)
@@ -335,19 +526,70 @@ def archive_topic(
         last_flush = time.monotonic()
         while not reader.done and not (ends is None and stop is not None and stop()):
             for msg in reader.poll():
-                run.take(msg)
-            if len(run.buffer) >= flush_rows or (
-                run.buffer and time.monotonic() - last_flush >= flush_interval_s
+                p, off = int(msg.partition()), int(msg.offset())
+                consumed += 1
+                first = first_last.get(p)
+                first_last[p] = (first[0], off) if first else (off, off)
+                run.held.append(msg)
+            if len(run.held) >= flush_rows or (
+                run.held and time.monotonic() - last_flush >= flush_interval_s
             ):
-                run.flush()
+                flush()
                 last_flush = time.monotonic()
-        run.flush()
-        return run.report(Path(root), ends or {}, reader.done)
+        flush()
+        return _report(run, Path(root), results, consumed, first_last, ends or {}, reader.done)
     finally:
         # 5. close
-        run.close()
+        run.close_producer()
         if reader is not None:
             reader.close()
         else:
             with contextlib.suppress(Exception):
                 consumer.close()
+
+
+def _report(
+    run: TopicArchiver,
+    root: Path,
+    results: Sequence[FlushResult],
+    consumed: int,
+    first_last: Mapping[int, tuple[int, int]],
+    ends: Mapping[int, int],
+    complete: bool,
+) -> ArchiveReport:
+    files: dict[Path, ArchivedFile] = {}
+    committed: dict[int, int] = {}
+    for result in results:
+        committed.update(result.committed)
+        for f in result.files:
+            prior = files.get(f.path)
+            added = f.added + (prior.added if prior is not None else 0)
+            files[f.path] = ArchivedFile(f.path, f.coin, f.day, f.rows, added)
+    added_total = sum(f.added for f in files.values())
+    dead = sum(r.dead_letters for r in results)
+    return ArchiveReport(
+        topic=run.topic,
+        event_type=run.event_type,
+        root=root,
+        group_id=run.group_id,
+        files=tuple(sorted(files.values(), key=lambda f: (f.coin, f.day))),
+        consumed=consumed,
+        archived=added_total,
+        duplicates=consumed - dead - added_total,
+        dead_letters=dead,
+        offsets=dict(sorted(first_last.items())),
+        committed=dict(sorted(committed.items())),
+        end_offsets=dict(sorted(ends.items())),
+        complete=complete,
+    )
+
+
+__all__ = [
+    "REASON_WRITE_FAILED",
+    "ArchiveFlushError",
+    "ArchiveReport",
+    "FlushResult",
+    "TopicArchiver",
+    "archive_topic",
+    "default_archiver_group",
+]
