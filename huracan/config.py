@@ -11,8 +11,8 @@ Precedence, lowest first:
 
 Unknown keys are rejected, and every validation error names the dotted key
 (``engine.risk.per_coin_max_exposure_pct``) in a :class:`ConfigError`. Secrets (the PostgreSQL
-DSN, the Redis password) are :class:`pydantic.SecretStr` and never printed; :meth:`HuracanConfig.
-redacted` gives a dump safe to log.
+DSN, the Redis password, the Kafka SASL and SSL key passwords) are :class:`pydantic.SecretStr`
+and never printed; :meth:`HuracanConfig.redacted` gives a dump safe to log.
 
 The models are also read-only mappings, so the spec's ``RiskLimits(**config["engine"]["risk"])``
 works as written.
@@ -298,10 +298,10 @@ class ArchiveConfig(_Section):
 
     With ``enabled`` the worker runs ``huracan.agents.archive_agent``: one archiver per topic,
     each a Kafka consumer in a group of its own, writing ``<root>/<coin>/YYYYMMDD.parquet``
-    (layout in ``huracan.storage.archive``). A flush happens at ``flush_rows`` records or
-    ``flush_seconds``, whichever comes first, and rewrites the day file of every coin it
-    touches: about ``ingest × 43,200 / flush interval`` rows rewritten per second on average.
-    The agent's docstring has the figures for these defaults.
+    (layout in ``huracan.storage.archive_paths``). A flush happens at ``flush_rows`` records
+    or ``flush_seconds``, whichever comes first, and rewrites the day file of every coin it
+    touches: about ``ingest × 43,200 / flush interval`` rows rewritten per second on average
+    (figures for these defaults: docs/decisions/0003-storage-and-archiver.md).
     """
 
     #: run the archive agent inside ``faust -A huracan worker`` (off by default: archiving is
