@@ -246,7 +246,7 @@ class FaustConfig(_Section):
     #: (huracan.agents.transactions; not Faust's own, which deadlocks this topology), so a
     #: read_committed consumer reads each output once, even after a crash. at_least_once: a
     #: crash can write an output twice, with the same id and bytes. Either way ids are derived
-    #: and the sequencer and exchange de-duplicate on them. README "Exactly-once".
+    #: and the sequencer and exchange de-duplicate on them. docs/decisions/0001-exactly-once.md.
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "exactly_once"
     store: str = "memory://"
     #: where Faust keeps its local files (table stores, app dir); relative to the working dir
@@ -300,8 +300,8 @@ class ArchiveConfig(_Section):
     each a Kafka consumer in a group of its own, writing ``<root>/<coin>/YYYYMMDD.parquet``
     (layout in ``huracan.storage.archive_paths``). A flush happens at ``flush_rows`` records
     or ``flush_seconds``, whichever comes first, and rewrites the day file of every coin it
-    touches: about ``ingest × 43,200 / flush interval`` rows rewritten per second on average
-    (figures for these defaults: docs/decisions/0003-storage-and-archiver.md).
+    touches: about ``ingest × 43,200 / flush interval`` rows rewritten per second on average.
+    docs/storage-and-replay.md has the figures for these defaults.
     """
 
     #: run the archive agent inside ``faust -A huracan worker`` (off by default: archiving is

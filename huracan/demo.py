@@ -1,16 +1,19 @@
-"""The foundation demo behind ``huracan demo``.
+"""``huracan demo``: the whole engine on synthetic ticks, and what it made.
 
-Steps:
+:func:`run_pipeline_demo` is the main job (``make demo``): check the services, create a fresh
+topic catalog ``demo-<time>.*``, start ``faust -A huracan worker`` on it, publish synthetic ticks,
+wait until the pipeline has drained (:func:`~huracan.runtime.drain.wait_until_drained`), print
+the counts, decisions by outcome and reason, exposure and latencies, then stop the worker and
+delete the topics. Its steps are in its docstring; docs/demo.md shows a recorded run.
 
-1. check that Kafka, Redis and PostgreSQL answer (stop with the failing ones named);
-2. create the topic catalog (idempotent);
-3. encode synthetic ticks for the first ``engine.active_coins`` coins with the configured serde
-   and produce them to ``huracan.market-data`` with an idempotent producer;
-4. read exactly those offsets back with an independent ``read_committed`` consumer, decode each,
-   and check every tick arrived whole and in per-coin order.
+``huracan demo --foundation`` runs :func:`run_foundation_demo` instead, no agents: check the
+services, create the catalog, produce synthetic ticks for the first ``engine.active_coins``
+coins with the configured serde and an idempotent producer, read exactly those offsets back with
+an independent ``read_committed`` consumer, and check every tick arrived whole and in per-coin
+order. It proves the catalog, the serde and the broker end to end.
 
-The full pipeline demo (features, signals, risk, executions) replaces steps 3-4 once the agents
-land; this one proves the catalog, the serde and the broker end to end.
+The drain wait and the ``/metrics`` parsing live in :mod:`huracan.runtime.drain` (shared with
+the Kafka replay and the benchmarks); their names stay importable from here.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ PAYLOAD_FIELD = "payload"
 
 
 class StreamType(enum.StrEnum):
-    """The streams of the catalog (DESIGN.md "Topics"), one per kind of event.
+    """The streams of the catalog (docs/architecture.md, "Topics"), one per kind of event.
 
     The value names the stream: Redis key ``{prefix}:{value}:{coin}``, Kafka topic
     ``{prefix}.bus.{value}``. The dead-letter stream is not a member: it has no coin and is read

@@ -25,8 +25,8 @@ entries are totally ordered. Dead letters go to ``{prefix}:dead-letter``.
 
 A consumer that is alive but takes longer than ``claim_idle_ms`` over one entry will see it
 claimed by another consumer: choose ``claim_idle_ms`` above the slowest processing time.
-Redis restarts with pending entries (persistence, reclaim after restart) are covered by the
-reliability tests, not here.
+Redis restarts with pending entries (persistence, reclaim after restart) are outside the contract
+suite; no test covers them yet.
 """
 
 from __future__ import annotations

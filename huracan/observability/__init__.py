@@ -1,1 +1,1 @@
-"""Health checks and (later) Prometheus metrics; no connections are opened at import time."""
+"""Health checks and Prometheus metrics; no connections are opened at import time."""

@@ -77,9 +77,10 @@ def parse_metrics(text: str) -> dict[str, object]:
 class DrainResult:
     """What :func:`wait_until_drained` saw last.
 
-    ``counts``: records per event type on the catalog topics (sums of high watermarks), except
-    ``TradeRequest``: the requests the coin agent sent (the topic also carries watermarks and
-    heartbeats). ``held``: requests the sequencer holds for event-time order.
+    ``counts``: records per event type on the catalog topics as a ``read_committed`` consumer
+    sees them (:class:`~huracan.streams.topics.RecordCounter`), except ``TradeRequest``: the
+    requests the coin agent sent (the topic also carries watermarks and heartbeats). ``held``:
+    requests the sequencer holds for event-time order.
     """
 
     drained: bool

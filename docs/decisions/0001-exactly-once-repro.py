@@ -1,8 +1,9 @@
 """Reproduce the exactly_once stall of faust-streaming 0.15.3's TransactionManager.
 
-Run on commit feb9653 (before huracan.agents.transactions), services up:
+Decision record: docs/decisions/0001-exactly-once.md. Run it in a checkout of commit feb9653
+(before huracan.agents.transactions), services up, with this file copied in:
 
-    .venv/bin/python docs/exactly-once/repro.py exactly_once 100
+    .venv/bin/python docs/decisions/0001-exactly-once-repro.py exactly_once 100
 
 One worker, the end-to-end test's 3,000 ticks, then each output topic is counted by a
 read_uncommitted and a read_committed consumer. On feb9653 the trade requests are all on the
