@@ -65,19 +65,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Producer, TopicPartition
 
 from benchmarks.harness import QUICK, Report, results_dir
 from huracan.config import HuracanConfig, build_config
-from huracan.demo import parse_metrics
 from huracan.domain.universe import universe
 from huracan.publish import publish_ticks
+from huracan.runtime.drain import parse_metrics
+from huracan.runtime.worker_launcher import WorkerHandle, running_worker
 from huracan.simulate import MarketSimulator
+from huracan.streams.clients import make_admin, make_consumer, make_producer
 from huracan.streams.serde import Serde, make_serde
 from huracan.streams.topics import RecordCounter, TopicCatalog, ensure_topics
 from huracan.wiring import build_engine
-from huracan.worker_process import WorkerHandle, running_worker
 
 COINS = 400
 #: a tick as produced: (key, Avro value, record timestamp in ms)
@@ -113,7 +113,7 @@ def new_prefix(kind: str) -> str:
 def delete_topics(cfg: HuracanConfig) -> None:
     """Delete every topic whose name starts with the config's prefix (the catalog's and the
     worker's changelog topics, which are named after the app id = the prefix)."""
-    admin = AdminClient({"bootstrap.servers": cfg.kafka.bootstrap_servers})
+    admin = make_admin(cfg, "bench-cleaner")
     prefix = cfg.kafka.topic_prefix
     names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
     if names:
@@ -129,16 +129,17 @@ def topic_name(cfg: HuracanConfig, event_type: str) -> str:
 
 
 def _producer(cfg: HuracanConfig) -> Producer:
-    return Producer(
-        {
-            "bootstrap.servers": cfg.kafka.bootstrap_servers,
-            # idempotent: a retried request must not reorder a coin's ticks
-            "enable.idempotence": True,
+    # idempotent: a retried request must not reorder a coin's ticks
+    producer: Producer = make_producer(
+        cfg,
+        "bench-publisher",
+        overrides={
             "linger.ms": 5,
             "batch.num.messages": 10_000,
             "queue.buffering.max.messages": 1_000_000,
-        }
+        },
     )
+    return producer
 
 
 def _produce(producer: Producer, topic: str, key: bytes, value: bytes, **kw: Any) -> None:
@@ -257,13 +258,11 @@ class Output:
 def read_outputs(cfg: HuracanConfig, event_type: str, serde: Serde) -> list[Output]:
     """Every record of one catalog topic (punctuation such as watermarks skipped)."""
     topic = topic_name(cfg, event_type)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": cfg.kafka.bootstrap_servers,
-            "group.id": f"bench-read-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
+    consumer = make_consumer(
+        cfg,
+        "bench-reader",
+        group_id=f"bench-read-{uuid.uuid4().hex[:8]}",
+        overrides={"enable.partition.eof": True},
     )
     out: list[Output] = []
     try:
@@ -322,7 +321,7 @@ class Outputs:
 
 
 def order_counters(worker: WorkerHandle) -> dict[str, float]:
-    """Late requests, stall releases and idle partitions so far (huracan.demo.ORDER_COUNTERS)."""
+    """Late requests, stall releases and idle partitions so far (drain.ORDER_COUNTERS)."""
     order: dict[str, float] = parse_metrics((worker.get("/metrics") or b"").decode())["order"]  # type: ignore[assignment]
     return order
 
@@ -568,13 +567,11 @@ def baseline_run(source: HuracanConfig, n: int) -> tuple[float, dict[str, int]]:
     names = {e: topic_name(out_cfg, e) for e in ("FeatureVector", "Signal", "TradeRequest")}
     names |= {e: topic_name(out_cfg, e) for e in ("RiskDecision", "Execution")}
     src = topic_name(source, "MarketTick")
-    consumer = Consumer(
-        {
-            "bootstrap.servers": source.kafka.bootstrap_servers,
-            "group.id": f"bench-base-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "fetch.min.bytes": 1,
-        }
+    consumer = make_consumer(
+        source,
+        "bench-baseline",
+        group_id=f"bench-base-{uuid.uuid4().hex[:8]}",
+        overrides={"fetch.min.bytes": 1},
     )
     producer = _producer(out_cfg)
     sent: Counter[str] = Counter()

@@ -18,7 +18,6 @@ confluent-kafka and matplotlib are loaded by the command that needs them.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -32,10 +31,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from huracan.streams.clients import quiet_consumer, quiet_producer
+
 if TYPE_CHECKING:
     from huracan.backtest.run import ReplayResult
     from huracan.config import HuracanConfig
-    from huracan.storage.archive import ArchiveReport
+    from huracan.storage.archiver import ArchiveReport
 
 console = Console()
 err_console = Console(stderr=True)
@@ -118,30 +119,6 @@ def _one_line(message: str) -> str:
         if part:
             out += (" " if out.endswith(":") else "; ") + part if out else part
     return out
-
-
-def _kafka_logger() -> logging.Logger:
-    """A logger that drops librdkafka's own log lines: the commands report Kafka failures
-    through the errors the clients raise, as one line."""
-    log = logging.getLogger("huracan.cli.kafka")
-    if not log.handlers:
-        log.addHandler(logging.NullHandler())
-        log.propagate = False
-    return log
-
-
-def quiet_consumer(conf: dict[str, Any]) -> Any:
-    """A ``confluent_kafka.Consumer`` for ``conf`` that logs nothing to stderr."""
-    from confluent_kafka import Consumer
-
-    return Consumer({**conf, "logger": _kafka_logger()})
-
-
-def quiet_producer(conf: dict[str, Any]) -> Any:
-    """A ``confluent_kafka.Producer`` for ``conf`` that logs nothing to stderr."""
-    from confluent_kafka import Producer
-
-    return Producer({**conf, "logger": _kafka_logger()})
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -363,7 +340,7 @@ def archive(
     wanted = _archive_event_types(cfg, topics)
     reports = []
     with reported_errors(cfg):
-        from huracan.storage.archive import archive_topic
+        from huracan.storage.archiver import archive_topic
 
         for _topic, event_type in wanted:
             reports.append(

@@ -11,8 +11,8 @@ Precedence, lowest first:
 
 Unknown keys are rejected, and every validation error names the dotted key
 (``engine.risk.per_coin_max_exposure_pct``) in a :class:`ConfigError`. Secrets (the PostgreSQL
-DSN, the Redis password) are :class:`pydantic.SecretStr` and never printed; :meth:`HuracanConfig.
-redacted` gives a dump safe to log.
+DSN, the Redis password, the Kafka SASL and SSL key passwords) are :class:`pydantic.SecretStr`
+and never printed; :meth:`HuracanConfig.redacted` gives a dump safe to log.
 
 The models are also read-only mappings, so the spec's ``RiskLimits(**config["engine"]["risk"])``
 works as written.
@@ -26,7 +26,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 ENV_PREFIX = "HURACAN__"
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "base.yaml"
@@ -166,8 +174,50 @@ class TopicPartitionsConfig(_Section):
     dead_letter: int = Field(3, ge=1)
 
 
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+class KafkaSecurityConfig(_Section):
+    """``kafka.security``: how every Kafka client authenticates and encrypts
+    (:mod:`huracan.streams.clients` passes it to each one). The defaults are the local
+    plaintext broker; a real cluster sets ``protocol`` and the SASL and/or SSL keys."""
+
+    #: PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL (librdkafka's security.protocol)
+    protocol: KafkaSecurityProtocol = "PLAINTEXT"
+    #: PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512; required with a SASL protocol
+    sasl_mechanism: KafkaSaslMechanism | None = None
+    sasl_username: str | None = None
+    #: never printed (``huracan config show`` shows ``**********``)
+    sasl_password: SecretStr | None = None
+    #: PEM file of the CA that signed the brokers' certificates (None: the system's CAs)
+    ssl_ca_location: str | None = None
+    #: PEM client certificate and key, for clusters that authenticate clients by TLS
+    ssl_certificate_location: str | None = None
+    ssl_key_location: str | None = None
+    #: password of an encrypted ``ssl_key_location``; never printed
+    ssl_key_password: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> KafkaSecurityConfig:
+        if self.protocol.startswith("SASL_"):
+            missing = [k for k in ("sasl_mechanism", "sasl_username") if not getattr(self, k)]
+            if self.sasl_password is None or not self.sasl_password.get_secret_value():
+                missing.append("sasl_password")
+            if missing:
+                raise ValueError(f"protocol {self.protocol} needs {', '.join(missing)}")
+        if bool(self.ssl_certificate_location) != bool(self.ssl_key_location):
+            raise ValueError("ssl_certificate_location and ssl_key_location go together")
+        return self
+
+
 class KafkaConfig(_Section):
     bootstrap_servers: str = DEFAULT_KAFKA_BOOTSTRAP
+    #: prefix of every client.id huracan sets (``<client_id_prefix>-archiver-MarketTick`` …),
+    #: so a cluster's quotas and logs can tell huracan's clients apart
+    client_id_prefix: str = "huracan"
+    #: authentication and encryption of every client (huracan.streams.clients)
+    security: KafkaSecurityConfig = KafkaSecurityConfig()
     #: a Confluent-compatible Schema Registry; None means single-object encoding
     schema_registry_url: str | None = None
     topic_prefix: str = "huracan"
@@ -248,8 +298,8 @@ class ArchiveConfig(_Section):
 
     With ``enabled`` the worker runs ``huracan.agents.archive_agent``: one archiver per topic,
     each a Kafka consumer in a group of its own, writing ``<root>/<coin>/YYYYMMDD.parquet``
-    (layout in ``huracan.storage.archive``). A flush happens at ``flush_rows`` records or
-    ``flush_seconds``, whichever comes first, and rewrites the day file of every coin it
+    (layout in ``huracan.storage.archive_paths``). A flush happens at ``flush_rows`` records
+    or ``flush_seconds``, whichever comes first, and rewrites the day file of every coin it
     touches: about ``ingest × 43,200 / flush interval`` rows rewritten per second on average.
     docs/storage-and-replay.md has the figures for these defaults.
     """

@@ -2,18 +2,18 @@
 
 :func:`run_pipeline_demo` is the main job (``make demo``): check the services, create a fresh
 topic catalog ``demo-<time>.*``, start ``faust -A huracan worker`` on it, publish synthetic ticks,
-wait until the pipeline has drained (:func:`wait_until_drained`), print the counts, decisions by
-outcome and reason, exposure and latencies, then stop the worker and delete the topics. Its
-steps are in its docstring; docs/demo.md shows a recorded run.
-
-:func:`wait_until_drained` is shared with the Kafka replay and the benchmarks;
-:func:`parse_metrics` reads the worker's ``/metrics`` for them.
+wait until the pipeline has drained (:func:`~huracan.runtime.drain.wait_until_drained`), print
+the counts, decisions by outcome and reason, exposure and latencies, then stop the worker and
+delete the topics. Its steps are in its docstring; docs/demo.md shows a recorded run.
 
 ``huracan demo --foundation`` runs :func:`run_foundation_demo` instead, no agents: check the
 services, create the catalog, produce synthetic ticks for the first ``engine.active_coins``
 coins with the configured serde and an idempotent producer, read exactly those offsets back with
 an independent ``read_committed`` consumer, and check every tick arrived whole and in per-coin
 order. It proves the catalog, the serde and the broker end to end.
+
+The drain wait and the ``/metrics`` parsing live in :mod:`huracan.runtime.drain` (shared with
+the Kafka replay and the benchmarks); their names stay importable from here.
 """
 
 from __future__ import annotations
@@ -24,17 +24,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
 from huracan.config import HuracanConfig
 from huracan.domain.universe import universe
 from huracan.observability.health import check_all
+from huracan.runtime.drain import ORDER_COUNTERS, DrainResult, parse_metrics, wait_until_drained
 from huracan.simulate import MarketSimulator
+from huracan.streams.clients import make_consumer, make_producer
 from huracan.streams.serde import make_serde
-from huracan.streams.topics import RecordCounter, TopicCatalog, ensure_topics
-from huracan.worker_process import WorkerHandle
+from huracan.streams.topics import TopicCatalog, delete_topics, ensure_topics
 
 
 @dataclass
@@ -74,13 +75,7 @@ def run_foundation_demo(
     coins = universe(config.engine.active_coins)
     coins.sort(key=lambda c: c.symbol != coin)  # the requested coin first, if present
     sim = MarketSimulator(coins, seed=int(time.time()))
-    producer = Producer(
-        {
-            "bootstrap.servers": config.kafka.bootstrap_servers,
-            "enable.idempotence": True,
-            "linger.ms": 5,
-        }
-    )
+    producer = make_producer(config, "demo", overrides={"linger.ms": 5})
     delivered: list[tuple[int, int]] = []
     errors: list[str] = []
 
@@ -109,14 +104,7 @@ def run_foundation_demo(
     for p, o in delivered:
         lo, hi = ranges.get(p, (o, o))
         ranges[p] = (min(lo, o), max(hi, o))
-    consumer = Consumer(
-        {
-            "bootstrap.servers": config.kafka.bootstrap_servers,
-            "group.id": f"huracan-demo-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        }
-    )
+    consumer = make_consumer(config, "demo-reader", group_id=f"huracan-demo-{uuid.uuid4().hex[:8]}")
     consumer.assign([TopicPartition(topic, p, lo) for p, (lo, _) in ranges.items()])
     want = sum(hi - lo + 1 for lo, hi in ranges.values())
     got: list[dict[str, object]] = []
@@ -176,124 +164,6 @@ class PipelineDemoSummary:
     topic_prefix: str = ""
 
 
-def _quantile(buckets: list[tuple[float, float]], q: float) -> float:
-    """``q`` quantile from cumulative (upper bound, count) histogram buckets (upper bound)."""
-    if not buckets or buckets[-1][1] == 0:
-        return float("nan")
-    target = q * buckets[-1][1]
-    for bound, count in buckets:
-        if count >= target:
-            return bound
-    return buckets[-1][0]
-
-
-#: the worker's counters that say whether its sequencer left event-time order: late requests
-#: and stall releases are 0 when every request was decided in event-time order; partitions
-#: declared idle after the last tick of a finite run are expected
-ORDER_COUNTERS = (
-    "huracan_late_requests_total",
-    "huracan_stall_releases_total",
-    "huracan_idle_partitions_total",
-)
-
-
-def parse_metrics(text: str) -> dict[str, object]:
-    """The demo's figures from the worker's ``/metrics`` text (``order``: the
-    :data:`ORDER_COUNTERS`)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    decisions: dict[str, float] = {}
-    hist: dict[str, list[tuple[float, float]]] = {}
-    order = dict.fromkeys(ORDER_COUNTERS, 0.0)
-    requests = held = 0.0
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name in order:
-                order[s.name] += s.value
-            elif s.name == "huracan_records_out_total" and s.labels["topic"].endswith(
-                ".trade-requests"
-            ):
-                requests += s.value
-            elif s.name == "huracan_held_requests":
-                held += s.value
-            elif s.name == "huracan_risk_decisions_total":
-                key = f"{s.labels['decision']} / {s.labels['reason']}"
-                decisions[key] = decisions.get(key, 0.0) + s.value
-            elif s.name == "huracan_latency_seconds_bucket":
-                le = float(s.labels["le"])
-                hist.setdefault(s.labels["path"], []).append((le, s.value))
-    latency = {
-        path: (_quantile(sorted(b), 0.5) * 1000, _quantile(sorted(b), 0.99) * 1000)
-        for path, b in hist.items()
-    }
-    return {
-        "decisions": decisions,
-        "latency_ms": latency,
-        "requests": int(requests),
-        "held": int(held),
-        "order": order,
-    }
-
-
-@dataclass
-class DrainResult:
-    """What :func:`wait_until_drained` saw last.
-
-    ``counts``: records per event type on the catalog topics as a ``read_committed`` consumer
-    sees them (:class:`~huracan.streams.topics.RecordCounter`), except ``TradeRequest``: the
-    requests the coin agent sent (the topic also carries watermarks and heartbeats). ``held``:
-    requests the sequencer holds for event-time order.
-    """
-
-    drained: bool
-    counts: dict[str, int] = field(default_factory=dict)
-    held: int = 0
-    worker_exited: bool = False
-
-
-def wait_until_drained(
-    cfg: HuracanConfig,
-    worker: WorkerHandle,
-    ticks: int,
-    *,
-    timeout_s: float,
-    interval_s: float = 1.0,
-    stable_polls: int = 3,
-) -> DrainResult:
-    """Wait until ``worker``'s pipeline has finished with the ``ticks`` ticks published.
-
-    Drained means: every tick has its feature vector, no trade request is held for event-time
-    order, every trade request the coin agent sent has its decision, and no topic's record
-    count changed over ``stable_polls`` polls ``interval_s`` apart (so the last decisions'
-    executions are in). Returns when drained, when the worker process has exited
-    (``worker_exited``), or after ``timeout_s`` (``drained`` false). Raises
-    :class:`confluent_kafka.KafkaException` when the broker does not answer.
-    """
-    deadline = time.monotonic() + timeout_s
-    stable, last, held = 0, None, 0
-    with RecordCounter(cfg) as counter:  # under exactly_once: committed records, read once
-        while True:
-            if worker.process.poll() is not None:
-                return DrainResult(False, last or {}, held, worker_exited=True)
-            counts = counter.counts()
-            counts.pop("TradeRequest", None)
-            parsed = parse_metrics((worker.get("/metrics") or b"").decode())
-            counts["TradeRequest"] = int(parsed["requests"])  # type: ignore[call-overload]
-            held = int(parsed["held"])  # type: ignore[call-overload]
-            drained = (
-                counts["FeatureVector"] >= ticks
-                and held == 0
-                and counts["RiskDecision"] == counts["TradeRequest"]
-            )
-            stable = stable + 1 if drained and counts == last else 0
-            last = counts
-            if stable >= stable_polls:
-                return DrainResult(True, counts, held)
-            if time.monotonic() >= deadline:
-                return DrainResult(False, counts, held)
-            time.sleep(interval_s)
-
-
 def run_pipeline_demo(
     config: HuracanConfig,
     *,
@@ -323,7 +193,7 @@ def run_pipeline_demo(
     import tempfile
 
     from huracan.publish import publish_ticks_with_progress
-    from huracan.worker_process import running_worker
+    from huracan.runtime.worker_launcher import running_worker
 
     out = console or Console()
     results = check_all(config)
@@ -367,20 +237,6 @@ def run_pipeline_demo(
             shutil.rmtree(work, ignore_errors=True)
     _print_pipeline_summary(out, summary)
     return summary
-
-
-def delete_topics(cfg: HuracanConfig) -> None:
-    """Delete every topic whose name starts with ``kafka.topic_prefix`` (the catalog and the
-    Faust app's changelog and assignor topics, when ``faust.app_id`` is the prefix)."""
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": cfg.kafka.bootstrap_servers})
-    names = [
-        t for t in admin.list_topics(timeout=10).topics if t.startswith(cfg.kafka.topic_prefix)
-    ]
-    if names:
-        for future in admin.delete_topics(names, operation_timeout=30).values():
-            future.result()
 
 
 def _print_pipeline_summary(out: Console, s: PipelineDemoSummary) -> None:
@@ -432,3 +288,16 @@ def _print_pipeline_summary(out: Console, s: PipelineDemoSummary) -> None:
     out.print(f"metrics were served at {s.metrics_url} (the worker has stopped)")
     if not s.ok:
         out.print("[red]the pipeline did not drain within the settle timeout[/red]")
+
+
+__all__ = [
+    "ORDER_COUNTERS",
+    "DemoSummary",
+    "DrainResult",
+    "PipelineDemoSummary",
+    "delete_topics",
+    "parse_metrics",
+    "run_foundation_demo",
+    "run_pipeline_demo",
+    "wait_until_drained",
+]

@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from huracan.config import HuracanConfig
 from huracan.domain.universe import universe
 from huracan.simulate import MarketSimulator
+from huracan.streams.clients import make_producer
 from huracan.streams.serde import make_serde
 from huracan.streams.topics import TopicCatalog
 
@@ -77,15 +78,15 @@ def publish_ticks(
     serde = make_serde(config)
     start = start_ts_us if start_ts_us is not None else time.time_ns() // 1000
     sim = MarketSimulator(universe(coins), seed=seed, start_ts_us=start, rate=rate)
-    producer = Producer(
-        {
-            "bootstrap.servers": config.kafka.bootstrap_servers,
-            "enable.idempotence": True,
+    producer = make_producer(
+        config,
+        "publisher",
+        overrides={
             "linger.ms": 5,
             "batch.num.messages": 10_000,
             "queue.buffering.max.messages": 1_000_000,
             "compression.type": "lz4",
-        }
+        },
     )
     failed = 0
 

@@ -17,7 +17,7 @@ machinery, at the pipeline's speed (thousands of ticks per second, not hundreds 
    work directory and pinned against the environment, so limits changed for a what-if apply);
    the archive agent is off in the replay worker;
 4. produce the ticks in event-time order, keyed by coin, record timestamp = tick time;
-5. wait until the pipeline has drained (:func:`huracan.demo.wait_until_drained`);
+5. wait until the pipeline has drained (:func:`huracan.runtime.drain.wait_until_drained`);
 6. read back every decision in topic order (one partition: the sequencer's order) and every
    execution, ordered as their decisions are (the order the in-process engine makes them);
 7. stop the worker; delete the topics unless ``keep_topics``; remove the work directory
@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import KafkaException
 from pydantic import SecretStr
 from rich.console import Console
 
@@ -55,15 +55,16 @@ from huracan.backtest.errors import (
     KafkaReplayTimeout,
 )
 from huracan.config import ENV_PREFIX, HuracanConfig
-from huracan.demo import delete_topics, wait_until_drained
 from huracan.observability.health import check_kafka
 from huracan.publish import produce_tick
-from huracan.storage.archive import BoundedReader, topic_watermarks
+from huracan.runtime.drain import wait_until_drained
+from huracan.runtime.worker_launcher import WorkerStartError, config_env, running_worker
 from huracan.storage.archive_errors import ArchiveError
+from huracan.streams.bounded_reader import BoundedReader, topic_watermarks
+from huracan.streams.clients import make_consumer, make_producer
 from huracan.streams.errors import SerdeError, StreamsError
 from huracan.streams.serde import make_serde
-from huracan.streams.topics import TopicCatalog, ensure_topics, record_counts
-from huracan.worker_process import WorkerStartError, config_env, running_worker
+from huracan.streams.topics import TopicCatalog, delete_topics, ensure_topics, record_counts
 
 #: seconds a worker may take to serve its web port (capped by what is left of ``timeout_s``)
 WORKER_START_TIMEOUT_S = 90.0
@@ -249,13 +250,8 @@ def _produce(
 ) -> None:
     """Produce the ticks in order, keyed by coin, record time = tick time; all delivered."""
     topic = TopicCatalog.from_config(cfg).for_event_type("MarketTick").name
-    producer = Producer(
-        {
-            "bootstrap.servers": cfg.kafka.bootstrap_servers,
-            "enable.idempotence": True,
-            "linger.ms": 5,
-            "compression.type": "lz4",
-        }
+    producer = make_producer(
+        cfg, "replay-publisher", overrides={"linger.ms": 5, "compression.type": "lz4"}
     )
     errors: list[str] = []
 
@@ -365,14 +361,11 @@ def _read(cfg: HuracanConfig, event_type: str, timeout_s: float) -> list[dict[st
     partition in log order (punctuation such as watermarks skipped)."""
     spec = TopicCatalog.from_config(cfg).for_event_type(event_type)
     serde = make_serde(cfg)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": cfg.kafka.bootstrap_servers,
-            "group.id": f"{cfg.kafka.topic_prefix}.replay-reader",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-        }
+    consumer = make_consumer(
+        cfg,
+        "replay-reader",
+        group_id=f"{cfg.kafka.topic_prefix}.replay-reader",
+        overrides={"enable.partition.eof": True},
     )
     reader: BoundedReader | None = None
     records: list[dict[str, Any]] = []

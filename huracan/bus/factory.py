@@ -90,5 +90,7 @@ def create_message_bus(config: Any, **adapter_options: Any) -> MessageBus:
     if bus_config.type == "kafka":
         from huracan.bus.kafka import KafkaMessageBus
 
+        if isinstance(config, HuracanConfig):
+            adapter_options.setdefault("kafka", config.kafka)
         return KafkaMessageBus(bus_config, **adapter_options)
     raise ConfigError(f"message_bus.type: unknown bus type {bus_config.type!r}")  # unreachable

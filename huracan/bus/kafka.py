@@ -44,16 +44,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError as AIOKafkaError
 from aiokafka.partitioner import murmur2
-from confluent_kafka import Consumer as ConfluentConsumer
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka import TopicPartition as ConfluentTopicPartition
-from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from huracan.bus.base import MessageBus, PerLoop, close_in_owner_loops
 from huracan.bus.errors import BusConnectionError, BusError, MalformedMessageError
 from huracan.bus.message import DeadLetter, Message, StreamType, decode, encode
-from huracan.config import DEFAULT_KAFKA_BOOTSTRAP, MessageBusConfig
+from huracan.config import DEFAULT_KAFKA_BOOTSTRAP, KafkaConfig, MessageBusConfig
+from huracan.streams import clients
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +180,9 @@ class _ProducerSlot:
 
 class KafkaMessageBus(MessageBus):
     """The Kafka adapter. ``producer_options`` / ``consumer_options`` go to aiokafka as is
-    (tests lower ``session_timeout_ms`` and ``heartbeat_interval_ms``)."""
+    (tests lower ``session_timeout_ms`` and ``heartbeat_interval_ms``). ``kafka`` gives the
+    clients' security settings and client id prefix (:mod:`huracan.streams.clients`; default:
+    a plaintext broker); its ``bootstrap_servers`` is not used, the bus config's is."""
 
     def __init__(
         self,
@@ -189,22 +190,24 @@ class KafkaMessageBus(MessageBus):
         *,
         producer_options: dict[str, Any] | None = None,
         consumer_options: dict[str, Any] | None = None,
+        kafka: KafkaConfig | None = None,
     ) -> None:
         super().__init__(config)
+        self._kafka = kafka or KafkaConfig()
         self._bootstrap = (
             config.bootstrap_servers
             or os.environ.get("HURACAN_KAFKA_BOOTSTRAP")
             or DEFAULT_KAFKA_BOOTSTRAP
         )
-        self._producer_options = {
-            "acks": "all",
-            "enable_idempotence": True,
-            "linger_ms": 1,
-            **(producer_options or {}),
-        }
+        self._producer_options = clients.aiokafka_producer_options(
+            self._kafka,
+            "bus",
+            bootstrap_servers=self._bootstrap,
+            overrides={"linger_ms": 1, **(producer_options or {})},
+        )
         self._consumer_options = consumer_options or {}
         self._producers: PerLoop[_ProducerSlot] = PerLoop()
-        self._admin: AdminClient | None = None
+        self._admin: Any = None
         self._topics_lock = threading.Lock()
         self._topics_ready: set[str] = set()
         self._subs_lock = threading.Lock()
@@ -235,7 +238,9 @@ class KafkaMessageBus(MessageBus):
     def _create_topics(self, names: list[str]) -> None:
         with self._topics_lock:
             if self._admin is None:
-                self._admin = AdminClient({"bootstrap.servers": self._bootstrap})
+                self._admin = clients.make_admin(
+                    self._kafka, "bus-admin", bootstrap_servers=self._bootstrap
+                )
             admin = self._admin
         cfg = self._config
         futures = admin.create_topics(
@@ -275,9 +280,7 @@ class KafkaMessageBus(MessageBus):
         if slot.producer is None:
             async with slot.lock:
                 if slot.producer is None:
-                    producer = AIOKafkaProducer(
-                        bootstrap_servers=self._bootstrap, **self._producer_options
-                    )
+                    producer = AIOKafkaProducer(**self._producer_options)
                     await producer.start()
                     slot.producer = producer
         return slot.producer
@@ -372,13 +375,14 @@ class KafkaMessageBus(MessageBus):
         topic = self.topic(stream_type)
         name = self._consumer_name(consumer_name)
         group_id = self.group_id(consumer_group, coin)
-        options: dict[str, Any] = {
-            "enable_auto_commit": False,
-            "auto_offset_reset": "earliest",
-            **self._consumer_options,
-        }
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap, group_id=group_id, client_id=name, **options
+            **clients.aiokafka_consumer_options(
+                self._kafka,
+                f"bus-{name}",
+                group_id=group_id,
+                bootstrap_servers=self._bootstrap,
+                overrides={"auto_offset_reset": "earliest", **self._consumer_options},
+            )
         )
         sub = _Subscription(topic, group_id)
         sub.consumer = consumer
@@ -456,12 +460,8 @@ class KafkaMessageBus(MessageBus):
         )
 
     def _pending_count(self, topic: str, coin: str, group_id: str) -> int:
-        consumer = ConfluentConsumer(
-            {
-                "bootstrap.servers": self._bootstrap,
-                "group.id": group_id,
-                "enable.auto.commit": False,
-            }
+        consumer = clients.make_consumer(
+            self._kafka, "bus-pending", group_id=group_id, bootstrap_servers=self._bootstrap
         )
         try:
             meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
@@ -471,7 +471,7 @@ class KafkaMessageBus(MessageBus):
             [committed] = consumer.committed([tp], timeout=10)
             low, high = consumer.get_watermark_offsets(tp, timeout=10)
             start = committed.offset if committed.offset >= 0 else low
-            return max(0, high - start)
+            return max(0, int(high) - int(start))
         finally:
             consumer.close()
 
@@ -483,12 +483,11 @@ class KafkaMessageBus(MessageBus):
     def _read_dead_letters(self, limit: int) -> list[Any]:
         """Read the dead-letter topic from the start to its current end (confluent, no group)."""
         topic = self._dead_letter_topic
-        consumer = ConfluentConsumer(
-            {
-                "bootstrap.servers": self._bootstrap,
-                "group.id": f"huracan-dead-letter-reader-{self._token}",
-                "enable.auto.commit": False,
-            }
+        consumer = clients.make_consumer(
+            self._kafka,
+            "bus-dead-letter-reader",
+            group_id=f"huracan-dead-letter-reader-{self._token}",
+            bootstrap_servers=self._bootstrap,
         )
         try:
             meta = consumer.list_topics(topic, timeout=10).topics.get(topic)

@@ -48,14 +48,15 @@ def _timed(name: str, fn: Callable[[], str]) -> CheckResult:
 
 def check_kafka(config: HuracanConfig, timeout: float = 3.0) -> CheckResult:
     def run() -> str:
-        from confluent_kafka.admin import AdminClient
+        from huracan.streams.clients import make_admin
 
-        admin = AdminClient(
-            {
-                "bootstrap.servers": config.kafka.bootstrap_servers,
+        admin = make_admin(
+            config,
+            "health",
+            overrides={
                 "socket.timeout.ms": 3000,
                 "log_level": 0,  # the result says what failed; librdkafka need not repeat it
-            }
+            },
         )
         md = admin.list_topics(timeout=timeout)
         where = config.kafka.bootstrap_servers

@@ -45,25 +45,9 @@ from typing import Any, Final, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from confluent_kafka import Consumer
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 from huracan.config import HuracanConfig
-from huracan.storage.archive import (
-    COIN_PATTERN,
-    ArchiveKind,
-    BoundedReader,
-    ConsumerFactory,
-    archive_kind,
-    day_of,
-    kind_dir,
-    parse_file_name,
-    read_archive_file,
-    retry_kafka,
-    to_micros,
-    topic_partitions,
-    topic_watermarks,
-)
 from huracan.storage.archive_errors import (
     ArchiveNotFound,
     ArchiveSchemaError,
@@ -72,6 +56,17 @@ from huracan.storage.archive_errors import (
     UndecodableRecord,
     UnknownCoin,
 )
+from huracan.storage.archive_files import read_archive_file
+from huracan.storage.archive_paths import COIN_PATTERN, day_of, kind_dir, parse_file_name, to_micros
+from huracan.storage.archive_schema import ArchiveKind, archive_kind
+from huracan.streams.bounded_reader import (
+    BoundedReader,
+    ConsumerFactory,
+    retry_kafka,
+    topic_partitions,
+    topic_watermarks,
+)
+from huracan.streams.clients import make_consumer
 from huracan.streams.errors import SerdeError, UnknownEventType
 from huracan.streams.serde import SchemaCatalog, Serde, make_serde
 
@@ -600,17 +595,16 @@ def read_topic(
         raise ArchiveSchemaError(f"{event_type} has no 'ts' field to bound by time")
     if wanted is not None and "coin" not in fields:
         raise ArchiveSchemaError(f"{event_type} has no 'coin' field to filter by")
-    consumer = (consumer_factory or Consumer)(
-        {
-            "bootstrap.servers": config.kafka.bootstrap_servers,
-            "group.id": f"huracan-reader-{uuid.uuid4().hex[:12]}",
-            "client.id": f"huracan-reader-{event_type}",
-            "enable.auto.commit": False,
+    consumer = make_consumer(
+        config,
+        f"reader-{event_type}",
+        group_id=f"huracan-reader-{uuid.uuid4().hex[:12]}",
+        overrides={
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
             "enable.partition.eof": True,
-        }
+        },
+        factory=consumer_factory,
     )
     try:
         # 1. watermarks

@@ -57,7 +57,7 @@ from huracan.storage.errors import (
     RegistryError,
     RegistryUnavailable,
 )
-from huracan.storage.model_registry import (
+from huracan.storage.model_metadata import (
     COIN_PATTERN,
     ModelMetadata,
     ModelStatus,

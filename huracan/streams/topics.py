@@ -32,7 +32,6 @@ from typing import Any, Final, Literal
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (  # type: ignore[attr-defined]  # no explicit re-export
-    AdminClient,
     ConfigResource,
     NewPartitions,
     NewTopic,
@@ -40,6 +39,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # no explicit
 )
 
 from huracan.config import HuracanConfig, KafkaConfig
+from huracan.streams.clients import make_admin
 from huracan.streams.errors import TopicAdminError, UnknownEventType
 
 #: ``max.message.bytes`` of the dead-letter topic (2 MiB: a 1 MiB original plus metadata)
@@ -321,10 +321,6 @@ class TopicReport:
 AdminFactory = Callable[[dict[str, Any]], Any]
 
 
-def _admin_conf(kafka: KafkaConfig) -> dict[str, Any]:
-    return {"bootstrap.servers": kafka.bootstrap_servers, "client.id": "huracan-topic-admin"}
-
-
 def _result(future: Any, what: str, timeout_s: float) -> Any:
     try:
         return future.result(timeout=timeout_s)
@@ -425,7 +421,7 @@ def ensure_topics(
     if prefix is not None:
         kafka = kafka.model_copy(update={"topic_prefix": prefix})
     catalog = TopicCatalog.from_config(kafka)
-    admin = (admin_factory or AdminClient)(_admin_conf(kafka))
+    admin = make_admin(kafka, "topic-admin", factory=admin_factory)
 
     # 1. what is there
     existing = _partition_counts(admin, kafka.bootstrap_servers, timeout_s)
@@ -553,7 +549,9 @@ class RecordCounter:
     """
 
     def __init__(self, config: HuracanConfig, timeout_s: float = 10.0) -> None:
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+        from huracan.streams.clients import make_consumer
 
         self.timeout_s = timeout_s
         self.committed = config.faust.processing_guarantee == "exactly_once"
@@ -561,14 +559,7 @@ class RecordCounter:
         self._event_type = {spec.name: spec.event_type for spec in specs}
         self._tps = [TopicPartition(s.name, p) for s in specs for p in range(s.partitions)]
         self._counts = dict.fromkeys((s.event_type for s in specs), 0)
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": config.kafka.bootstrap_servers,
-                "group.id": "huracan-counts",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-            }
-        )
+        self._consumer = make_consumer(config, "record-counter", group_id="huracan-counts")
         if self.committed:
             self._consumer.assign(
                 [TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING) for tp in self._tps]
@@ -619,3 +610,15 @@ class RecordCounter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def delete_topics(cfg: HuracanConfig) -> None:
+    """Delete every topic whose name starts with ``kafka.topic_prefix`` (the catalog and the
+    Faust app's changelog and assignor topics, when ``faust.app_id`` is the prefix)."""
+    admin = make_admin(cfg, "topic-cleaner")
+    names = [
+        t for t in admin.list_topics(timeout=10).topics if t.startswith(cfg.kafka.topic_prefix)
+    ]
+    if names:
+        for future in admin.delete_topics(names, operation_timeout=30).values():
+            future.result()
