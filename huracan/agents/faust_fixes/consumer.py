@@ -113,8 +113,3 @@ class BatchDrainConsumer(AIOKafkaConsumer):
             raise
         finally:
             unset_flag(CONSUMER_FETCHING)
-
-
-def use_batch_drain_consumer(app: Any) -> None:
-    """Make ``app``'s worker consume with :class:`BatchDrainConsumer` (before it starts)."""
-    app.transport.Consumer = BatchDrainConsumer
