@@ -28,12 +28,10 @@ from typing import Any
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from huracan.agents import faust_fixes
 from huracan.agents.archive_agent import build_archive_agents
-from huracan.agents.batching import ProcessedEvent
-from huracan.agents.consumer import use_batch_drain_consumer
-from huracan.agents.pipeline import STATE_ROW_MAX_BYTES, Pipeline, build_pipeline
-from huracan.agents.recovery import SeekFirstTableManager
-from huracan.agents.transactions import use_task_transactions
+from huracan.agents.pipeline import Pipeline, build_pipeline
+from huracan.agents.rows import STATE_ROW_MAX_BYTES
 from huracan.config import HuracanConfig, load_config
 from huracan.models import RegistryModels
 from huracan.observability import metrics
@@ -68,22 +66,17 @@ def create_app(
         "broker_commit_every": 1000,
         "broker_commit_interval": 1.0,
         "stream_buffer_maxsize": 16384,
-        # the global risk-state row can pass Kafka's 1 MiB (huracan.agents.pipeline)
+        # the global risk-state row can pass Kafka's 1 MiB (huracan.agents.rows)
         "producer_max_request_size": STATE_ROW_MAX_BYTES,
-        # stream partitions resume only after recovery has sought them (huracan.agents.recovery)
-        "TableManager": SeekFirstTableManager,
-        # only events an agent finished are acknowledged (huracan.agents.batching)
-        "Event": ProcessedEvent,
     }
     settings.update(overrides)
     Path(settings["datadir"]).mkdir(parents=True, exist_ok=True)
-    app = faust.App(cfg.faust.app_id, **settings)
-    # one wait per fetched batch instead of four asyncio tasks per record (agents/consumer.py)
-    use_batch_drain_consumer(app)
-    if cfg.faust.processing_guarantee == "exactly_once":
-        # one transaction per batch and source partition, not Faust's per-group transactions,
-        # which deadlock this topology (huracan.agents.transactions)
-        use_task_transactions(app)
+    # every correction to faust-streaming, in one call (huracan.agents.faust_fixes)
+    app = faust_fixes.create_app(
+        cfg.faust.app_id,
+        exactly_once=cfg.faust.processing_guarantee == "exactly_once",
+        **settings,
+    )
     app.huracan_config = cfg  # type: ignore[attr-defined]
     if with_pipeline:
         # each coin's active model from the registry, the baseline otherwise (huracan.models)
@@ -115,9 +108,9 @@ def _register_consumer_lag(app: faust.App, interval_s: float = 5.0) -> None:
             high = consumer.highwater(tp)
             if high is None or high < 0:
                 continue
-            done = consumer._committed_offset.get(tp)
+            done = faust_fixes.committed_offsets(app).get(tp)
             if done is None:
-                read = consumer._read_offset.get(tp)
+                read = faust_fixes.read_offsets(app).get(tp)
                 done = read + 1 if read is not None else 0
             metrics.CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(
                 max(high - done, 0)
@@ -202,22 +195,13 @@ def consumer_state(app: faust.App) -> dict[str, Any]:
     def tps(items: Any) -> list[str]:
         return sorted(f"{tp.topic}:{tp.partition}" for tp in items or ())
 
-    streams = {}
-    for chan in getattr(app.topics, "_topics", ()):  # the channels the conductor delivers to
-        queue: Any = getattr(chan, "queue", None)
-        if queue is not None:
-            streams[",".join(chan.topics)] = {
-                "size": queue.qsize(),
-                "maxsize": queue.maxsize,
-                "pressure_drop_pending": len(
-                    getattr(queue, "_pending_pressure_drop_callbacks", ())
-                ),
-            }
+    streams = faust_fixes.stream_buffers(app)
+    parts = faust_fixes.consumer_partitions(app)
     return {
         "assigned": tps(consumer.assignment()),
-        "active": tps(consumer._active_partitions),
-        "paused": tps(consumer._paused_partitions),
-        "buffered": tps(consumer._buffered_partitions),
+        "active": tps(parts["active"]),
+        "paused": tps(parts["paused"]),
+        "buffered": tps(parts["buffered"]),
         "flow_active": bool(consumer.flow_active),
         "streams": streams,
     }

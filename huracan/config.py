@@ -253,7 +253,7 @@ class FaustConfig(_Section):
     datadir: str = "data/faust"
     #: an agent takes up to batch_size records at a time: whatever its stream holds when it
     #: asks, or, when the stream is empty, the first records to arrive (it checks for a stop
-    #: every batch_timeout_s while it waits; huracan/agents/batching.py)
+    #: every batch_timeout_s while it waits; huracan/agents/faust_fixes/batching.py)
     batch_size: int = Field(500, ge=1)
     batch_timeout_s: float = Field(0.05, gt=0)
     #: the risk sequencer decides trade requests in event-time order once every market-data

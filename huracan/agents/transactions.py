@@ -1,53 +1,30 @@
-"""Exactly-once processing: one Kafka transaction per source partition and batch.
+"""Exactly-once processing: one Kafka transaction per task, source partition and batch.
 
-**Why Faust's own exactly-once stalls this pipeline** (faust-streaming 0.15.3, pinned; measured,
-see README "Exactly-once"). Faust's ``TransactionManager`` keeps one transactional producer per
-*copartition group and partition* (``{app id}-{group}-{partition}``, the group being the index
-of the topic's partition count among the subscribed topics) and:
-
-* routes every *send* to the producer of the **destination** topic's group and the destination
-  partition (a topic this worker does not consume is sent outside any transaction);
-* commits the **source** offsets through the producer of the source topic's group and
-  partition, and commits a producer's transaction only when it has source offsets to commit.
-
-The coin agent consumes market-data partition *p* (group "N partitions") and writes its trade
-requests and watermarks to trade-requests partition 0 (group "1 partition"), so they land in
-the transaction of producer ``…-0-0``. That transaction is committed only when offsets of a
-one-partition topic are committed: trade-requests, control or risk-decisions. The sequencer
-reads trade-requests ``read_committed`` and never sees a record of an open transaction, so it
-never acknowledges one and never commits: a deadlock. After ``transaction.timeout.ms`` (60 s)
-the broker aborts the transaction, and the trade requests are gone; the heartbeat's next send
-is fenced. Features and signals (no agent consumes them) are sent outside transactions, so
-they arrive, which is what made it look like a stall downstream.
-
-**What the engine does instead** (the model of Kafka Streams' first exactly-once mode, with one
-producer per task): a *task* is an agent and a source partition (``coin`` and market-data /
+Used under ``faust.processing_guarantee: exactly_once`` (the model of Kafka Streams' first
+exactly-once mode). A *task* is an agent and a source partition (``coin`` and market-data /
 cost-updates partition *p*; ``sequencer`` and trade-requests / control partition 0;
-``execution`` and risk-decisions partition 0), and it has a transactional producer of its own,
-``{app id}-{task}-{partition}``, started when the partition is assigned (which fences a previous
-owner and aborts its open transaction, before the partition's changelog is recovered or its
-offsets are read). An agent processes a batch per source partition, and everything that batch
-produces — its outputs, its dead letters and the changelog records of its table writes — goes
-into that task's transaction with the batch's source offsets; then the transaction is
-committed (:class:`TaskUnit`). Faust's commit loop commits nothing (the offsets are already
-committed, in the transactions), and sends that are no batch's result (the sequencer's
-heartbeat, the coin agent's idle marks) go through the plain idempotent producer, outside any
-transaction.
+``execution`` and risk-decisions partition 0) and has a transactional producer of its own,
+``{app id}-{task}-{partition}`` (:func:`transactional_id`; managed by
+:class:`huracan.agents.faust_fixes.transactions.TaskTransactions`, which replaces Faust's own
+transaction manager: docs/decisions/0002-faust-corrections.md says why).
 
-A failed transaction is fatal for the worker (the in-memory state would be ahead of the
-committed state): the worker crashes, and whoever gets the partitions next recovers the tables
-from their committed changelogs and resumes from the committed offsets.
+Promises: an agent processes a batch per source partition (:func:`split_by_partition`), and
+everything that batch produces — its outputs, its dead letters and the changelog records of its
+table writes (:func:`changelog_record`, the bytes Faust itself would write) — goes into that
+task's transaction with the batch's next source offsets (:func:`next_offsets`); then the
+transaction is committed (:class:`TaskUnit`). A failed transaction is fatal for the worker (the
+in-memory state would be ahead of the committed state): whoever gets the partitions next
+recovers the tables from their committed changelogs and resumes from the committed offsets.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from aiokafka.structs import TopicPartition
-from faust.transport.consumer import TransactionManager
 from faust.types import TP, EventT
 
 log = logging.getLogger(__name__)
@@ -83,143 +60,6 @@ def next_offsets(events: Iterable[EventT[Any]]) -> dict[TP, int]:
         if out.get(tp, -1) < nxt:
             out[tp] = nxt
     return out
-
-
-class TaskTransactions(TransactionManager):
-    """Faust's transaction manager replaced by one producer per task (module doc).
-
-    Install it with :func:`use_task_transactions` before the worker starts; the agents register
-    their source topics with :meth:`register` and take a :class:`TaskUnit` per batch and source
-    partition from :meth:`unit`."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.producers: dict[str, Any] = {}  # transactional id -> started AIOKafkaProducer
-        self._starting: dict[str, asyncio.Future[Any]] = {}
-
-    # ------------------------------------------------------------------ tasks
-    @property
-    def tasks(self) -> Mapping[str, str]:
-        """Source topic -> task (agent) name, as the pipeline registered them."""
-        tasks: dict[str, str] = getattr(self.app, "huracan_task_topics", {})
-        return tasks
-
-    def task_ids(self, tps: Iterable[TP]) -> set[str]:
-        tasks = self.tasks
-        group_id = self.app.conf.id
-        return {
-            transactional_id(group_id, tasks[tp.topic], tp.partition)
-            for tp in tps
-            if tp.topic in tasks
-        }
-
-    async def producer_for(self, task: str, partition: int) -> Any:
-        """The started (and fencing) transactional producer of a task."""
-        tid = transactional_id(self.app.conf.id, task, partition)
-        producer = self.producers.get(tid)
-        if producer is None:
-            producer = await self._start(tid)
-        return producer
-
-    async def _start(self, tid: str) -> Any:
-        fut = self._starting.get(tid)
-        if fut is not None:
-            return await asyncio.shield(fut)
-        fut = asyncio.get_running_loop().create_future()
-        self._starting[tid] = fut
-        try:
-            faust_producer: Any = self.producer
-            producer = faust_producer._new_producer(transactional_id=tid)
-            await producer.start()
-            # InitProducerId: bumps the epoch, which fences a previous owner of this task and
-            # aborts its open transaction (begin_transaction waits for it; nothing is sent yet)
-            await producer.begin_transaction()
-            await producer.abort_transaction()
-            self.producers[tid] = producer
-            fut.set_result(producer)
-            return producer
-        except BaseException as exc:
-            fut.set_exception(exc)
-            fut.exception()  # retrieved: a waiter re-raises it, none is not an error
-            raise
-        finally:
-            self._starting.pop(tid, None)
-
-    async def _stop(self, tid: str) -> None:
-        producer = self.producers.pop(tid, None)
-        if producer is not None:
-            await producer.stop()
-
-    # ------------------------------------------------------------------ Faust's hooks
-    async def on_rebalance(
-        self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP]
-    ) -> None:
-        """Start (fence) the producers of assigned tasks, stop those of tasks gone elsewhere.
-
-        Faust calls this before table recovery and before the stream partitions are sought
-        to their committed offsets: a previous owner's open transaction is aborted first."""
-        wanted = self.task_ids(assigned)
-        gone = set(self.producers) - wanted
-        if gone:
-            log.info("stopping transactional producers of revoked tasks: %s", sorted(gone))
-            await asyncio.gather(*(self._stop(tid) for tid in gone))
-        new = sorted(wanted - set(self.producers))
-        if new:
-            log.info("starting transactional producers of assigned tasks: %s", new)
-            await asyncio.gather(*(self._start(tid) for tid in new))
-
-    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
-        """Nothing to flush: a batch's records are committed (or not) with its transaction."""
-
-    async def on_stop(self) -> None:
-        for tid in list(self.producers):
-            await self._stop(tid)
-
-    async def commit(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
-        """Faust's commit loop: nothing to do, the task transactions committed these offsets.
-
-        Faust only asks for offsets of events acknowledged after their batch's transaction was
-        committed (:func:`huracan.agents.batching.take_batches`)."""
-        return True
-
-    async def send(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        partition: int | None,
-        timestamp: float | None,
-        headers: Any,
-        *,
-        transactional_id: str | None = None,
-    ) -> Any:
-        """A send that is no batch's result (the sequencer's heartbeat, the coin agent's idle
-        marks): idempotent, no transaction."""
-        producer: Any = self.producer
-        await producer.maybe_start()
-        return await producer.send(topic, key, value, partition, timestamp, headers)
-
-    async def send_and_wait(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        partition: int | None,
-        timestamp: float | None,
-        headers: Any,
-        *,
-        transactional_id: str | None = None,
-    ) -> Any:
-        fut = await self.send(topic, key, value, partition, timestamp, headers)
-        return await fut
-
-    def send_soon(self, fut: Any) -> None:
-        self.producer.send_soon(fut)
-
-
-def use_task_transactions(app: Any) -> None:
-    """Make ``app``'s worker use :class:`TaskTransactions` (before its consumer is created)."""
-    app.transport.TransactionManager = TaskTransactions
 
 
 def changelog_record(table: Any, key: str, value: Any) -> tuple[str, bytes | None, bytes | None]:

@@ -18,11 +18,12 @@ them back to back for one stream of ticks in ``(ts, coin, seq)`` order:
       the check's reason code;
    e. a passing signal becomes an OPEN request (:func:`open_request_from_signal`), which the
       coin's :class:`PositionMonitor` tracks from then on (:meth:`PositionMonitor.on_request`);
-2. every request is held by an :class:`EventTimeOrder` and released in event-time order
-   ``(ts, coin, CLOSE before OPEN, request_id)`` once no earlier request can still come: before
-   each tick, everything with a smaller ``ts``; at :meth:`TradingEngine.finish`, the rest;
-3. each released request goes through the :class:`RiskSequencer`, each approved decision through
-   the :class:`PaperExchange`. A fill that fails is counted and dropped, exactly as the
+2. every request is held by the :class:`RiskDesk` (an :class:`EventTimeOrder` in front of the
+   :class:`RiskSequencer`, the object the sequencer agent drives too) and released in event-time
+   order ``(ts, coin, CLOSE before OPEN, request_id)`` once no earlier request can still come:
+   before each tick, everything with a smaller ``ts``; at :meth:`TradingEngine.finish`, the rest;
+3. each released request is decided by the desk's :class:`RiskSequencer`, each approved decision
+   goes through the :class:`PaperExchange`. A fill that fails is counted and dropped, exactly as the
    execution agent does.
 
 Everything is deterministic: the same ticks in the same order give byte-identical outputs, and
@@ -41,6 +42,7 @@ from huracan.domain.errors import InvalidCostRequestError
 from huracan.domain.execution import ExecutionError, PaperExchange, PositionMonitor
 from huracan.domain.features import FeatureParams, FeatureState, FeatureVector, update
 from huracan.domain.ordering import EventTimeOrder
+from huracan.domain.risk_desk import Decided, RiskDesk
 from huracan.domain.sequencer import RiskSequencer
 from huracan.domain.signals import BaselineMomentumModel, Signal, SignalModel
 
@@ -214,6 +216,7 @@ class TradingEngine:
         self.baseline = BaselineMomentumModel()
         self.feature_state: dict[str, FeatureState] = {}
         self.order = EventTimeOrder(partitions=1, idle_us=None)
+        self.desk = RiskDesk(sequencer, self.order)
         self.stats = EngineStats()
 
     def on_tick(self, tick: Mapping[str, Any]) -> EngineOutput:
@@ -233,11 +236,10 @@ class TradingEngine:
             sector=self.sector_of(coin), params=self.feature_params,
         )  # fmt: skip
         # everything before this tick's time is final: decide it
-        order = self.order
-        order.advance(0, ts)
-        if order.held:  # release() of an empty order returns [] and changes nothing
-            for request in order.release():
-                self._sequence(request, out)
+        desk = self.desk
+        desk.advance(0, ts)
+        for decided in desk.release().decided:
+            self._sequence(decided, out)
         if result is None:
             self.stats.duplicate_ticks += 1
             return out
@@ -251,7 +253,7 @@ class TradingEngine:
         for request in result.requests:
             self.stats.requests += 1
             out.requests.append(request)
-            for late in self.order.add(request):
+            for late in desk.submit(request):
                 self._sequence(late, out)
         return out
 
@@ -262,8 +264,8 @@ class TradingEngine:
     def finish(self) -> EngineOutput:
         """Decide every request still held (the end of a finite replay)."""
         out = EngineOutput()
-        for request in self.order.drain():
-            self._sequence(request, out)
+        for decided in self.desk.drain():
+            self._sequence(decided, out)
         return out
 
     def on_request(self, request: Mapping[str, Any]) -> EngineOutput:
@@ -271,11 +273,11 @@ class TradingEngine:
         out = EngineOutput()
         self.stats.requests += 1
         out.requests.append(dict(request))
-        self._sequence(request, out)
+        self._sequence(self.desk.decide(request), out)
         return out
 
-    def _sequence(self, request: Mapping[str, Any], out: EngineOutput) -> None:
-        decision = self.sequencer.decide(request)
+    def _sequence(self, decided: Decided, out: EngineOutput) -> None:
+        decision = decided.decision
         if decision is None:
             return
         out.decisions.append(decision)

@@ -9,7 +9,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from faust.types import TP
 
-from huracan.agents.recovery import ends_in_marker
+from huracan.agents.faust_fixes.recovery import ends_in_marker
 from huracan.streams.topics import RecordCounter, TopicCatalog, record_counts
 from tests.integration.pipeline_support import create_topics, pipeline_config
 

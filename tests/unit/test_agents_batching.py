@@ -16,7 +16,7 @@ import pytest
 from faust.types import EventT
 from faust.types.tuples import ConsumerMessage
 
-from huracan.agents.batching import ProcessedEvent, take_batches
+from huracan.agents.faust_fixes.batching import ProcessedEvent, take_batches
 
 TOPIC = "t.market-data"
 

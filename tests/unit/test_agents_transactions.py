@@ -1,4 +1,4 @@
-"""Units of work (huracan.agents.transactions, and the at-least-once unit), without a broker.
+"""Units of work (agents.transactions, faust_fixes.transactions, at least once), no broker.
 
 The producer is a fake that records what a transactional aiokafka producer is asked to do; the
 table is a real Faust table's changelog topic and serializers on a real (never started) app, so
@@ -17,9 +17,9 @@ from aiokafka.structs import TopicPartition
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
-from huracan.agents.pipeline import _AtLeastOnceUnit, _Outbox
+from huracan.agents.faust_fixes.transactions import TaskTransactions
+from huracan.agents.shared import AtLeastOnceUnit, Outbox
 from huracan.agents.transactions import (
-    TaskTransactions,
     TaskUnit,
     next_offsets,
     split_by_partition,
@@ -221,7 +221,7 @@ async def test_at_least_once_unit_when_rows_written_then_store_and_changelog_on_
 ) -> None:
     # arrange
     producer = FakeFaustProducer()
-    unit = _AtLeastOnceUnit(table.app, _Outbox(producer))
+    unit = AtLeastOnceUnit(table.app, Outbox(producer))
     table.data["ETH"] = {"n": 0}
     # act
     await unit.send("features", b"BTC", b"f1")

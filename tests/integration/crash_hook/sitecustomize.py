@@ -17,7 +17,7 @@ from typing import Any
 _AT = int(os.environ.get("HURACAN_TEST_CRASH_AT_COMMIT", "0") or 0)
 
 if _AT > 0:
-    from huracan.agents import pipeline, transactions
+    from huracan.agents import shared, transactions
 
     _seen = [0]
 
@@ -26,7 +26,7 @@ if _AT > 0:
             _seen[0] += 1
         return _seen[0] >= _AT
 
-    _alo_delivered = pipeline._AtLeastOnceUnit.delivered
+    _alo_delivered = shared.AtLeastOnceUnit.delivered
     _tx_commit = transactions.TaskUnit.commit
 
     async def _alo(self: Any) -> None:
@@ -42,5 +42,5 @@ if _AT > 0:
             os._exit(137)
         await _tx_commit(self, events)
 
-    pipeline._AtLeastOnceUnit.delivered = _alo  # type: ignore[method-assign]
+    shared.AtLeastOnceUnit.delivered = _alo  # type: ignore[method-assign]
     transactions.TaskUnit.commit = _tx  # type: ignore[method-assign]

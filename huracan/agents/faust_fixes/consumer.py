@@ -1,21 +1,16 @@
-"""The worker's Kafka consumer: faust-streaming's, minus four asyncio tasks per record.
+"""The worker's Kafka consumer: faust-streaming's, with a per-batch fetch loop and trusted
+high watermarks.
 
-Faust's fetch loop (``Consumer._drain_messages``, faust-streaming 0.15.3, pinned) hands every
-fetched record to the conductor inside ``Service.wait_first(callback(message),
-suspend_flow.wait())``, so that a rebalance (which sets ``suspend_flow``) can abandon a
-delivery that is blocked on a full stream buffer. ``wait_first`` wraps each of its awaitables
-and the service's ``stopped`` and ``crashed`` events in a task, waits for the first, and cancels
-the rest: four tasks, an ``asyncio.wait`` and three cancellations for every record. We measured
-the cost on this machine with an agent that does nothing with its records: about 9,400 records
-per second through Faust's loop, 56,000 with the loop below.
+Corrects (docs/decisions/0002-faust-corrections.md):
 
-:class:`BatchDrainConsumer` runs the same loop, step for step (read offsets, gaps, periodic
-commits, the conductor callback, a yield to the event loop every 100 records), with one
-difference: it waits for "delivered, or flow suspended, or stopped" once per fetched batch of
-records instead of once per record. When a rebalance suspends the flow in the middle of a batch,
-the rest of that batch is abandoned exactly as Faust abandons the record it was delivering: its
-offsets were never acknowledged, so nothing is committed past them, and the consumer seeks back
-to the committed offsets after the rebalance (Faust's own behaviour for a suspended flow).
+* ``Consumer._drain_messages`` waits on four asyncio tasks per record:
+  :class:`BatchDrainConsumer` runs the same loop, step for step (read offsets, gaps, periodic
+  commits, the conductor callback, a yield every :data:`YIELD_EVERY` records), and waits for
+  "delivered, or flow suspended, or stopped" once per fetched batch. When a rebalance suspends
+  the flow mid-batch, the rest of the batch is abandoned unacknowledged, as Faust abandons the
+  record it was delivering, and the consumer seeks back to the committed offsets;
+* under ``read_committed`` the high watermarks table recovery reads up to are -1 until a
+  partition was fetched: :class:`ListOffsetsConsumerThread` asks the broker.
 """
 
 from __future__ import annotations
@@ -36,14 +31,10 @@ class ListOffsetsConsumerThread(AIOKafkaConsumerThread):
     """Faust's consumer thread, whose high watermarks are asked of the broker under
     ``exactly_once`` too.
 
-    With ``exactly_once`` (a ``read_committed`` consumer) faust-streaming 0.15.3 takes the
-    high watermarks that table recovery reads up to from ``last_stable_offset``, which aiokafka
-    only knows once it has fetched from the partition: a worker starting on existing
-    changelogs got -1 ("empty") for every changelog, declared its tables recovered with nothing
-    read, and went on from the committed offsets with empty state (measured: the stop/restart
-    test under exactly_once never decided the second half). A ListOffsets request made by a
-    ``read_committed`` consumer returns the last stable offset, fetched or not; under
-    ``at_least_once`` it returns the high watermark, as Faust's own call does."""
+    Corrects: under ``read_committed`` Faust takes them from aiokafka's ``last_stable_offset``,
+    -1 until the partition was fetched, so recovery read nothing (decision record 0002). A
+    ListOffsets request of a ``read_committed`` consumer returns the last stable offset, fetched
+    or not; under ``at_least_once`` the high watermark, as Faust's own call does."""
 
     async def _highwaters(self, partitions: list[Any]) -> Any:
         return await self._ensure_consumer().end_offsets(partitions)
@@ -113,8 +104,3 @@ class BatchDrainConsumer(AIOKafkaConsumer):
             raise
         finally:
             unset_flag(CONSUMER_FETCHING)
-
-
-def use_batch_drain_consumer(app: Any) -> None:
-    """Make ``app``'s worker consume with :class:`BatchDrainConsumer` (before it starts)."""
-    app.transport.Consumer = BatchDrainConsumer

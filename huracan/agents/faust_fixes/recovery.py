@@ -1,40 +1,21 @@
 """Table recovery that seeks the stream partitions before it lets them fetch.
 
-faust-streaming 0.15.3 (pinned) ends a table recovery in this order: resume the stream
-partitions, seek them to their committed offsets, then resume flow control. Flow is already
-running during recovery (the changelogs are read through it), so the fetcher starts handing out
-stream records the moment the partitions are resumed. Resuming flow control then clears the
-stream queues (they are ``clear_on_resume``), and the fetcher's read offsets have moved past the
-records it had queued; the refetch after the seek drops every record below those read offsets.
-The records in between are never processed and never acknowledged (the same race as
-faust-streaming issue #596). We measured it: a worker started on the state of a stopped one
-skipped the ninth-to-last records of every market-data partition (offsets 202-210 of four
-partitions) and its offsets stopped being committed.
+Corrects (docs/decisions/0002-faust-corrections.md):
 
-A partition with no committed offset has the same hole: aiokafka's ``seek_to_committed`` does
-not move it (it only seeks to offsets above 0), so records the fetcher handed out and flow
-control dropped during recovery are skipped for good. We measured that too: a worker stopped
-0.3 s after it was ready had committed nothing on trade-requests, and its replacement started
-at offset 52, so the decisions of requests 0-51 were never made.
+* recovery resumes the stream partitions before it seeks them to their committed offsets, so
+  records fetched and dropped during recovery are skipped for good (faust-streaming issue
+  #596), and a partition with no committed offset is not sought at all:
+  :class:`SeekFirstRecovery` keeps them paused until recovery has resumed flow, seeks them again
+  — to the committed offset, or to the beginning when there is none (the app's ``earliest``
+  reset) — and resumes them last, so the first record they fetch is the first one not yet
+  processed;
+* under exactly_once recovery waits two idle 5-s rounds for a changelog's final transaction
+  marker, which is never delivered: :meth:`SeekFirstRecovery._build_highwaters` asks the broker
+  (:func:`ends_in_marker`) and, when the last entry is a marker, recovers up to the entry
+  before it. An aborted last transaction still ends on Faust's own check.
 
-:class:`SeekFirstTableManager` keeps the stream partitions paused until recovery has finished
-and resumed flow; then, with nothing fetching them, it seeks them again — to the committed
-offset, or to the beginning when there is none (the ``earliest`` reset this app uses) — and
-resumes them last, so the first record they fetch is the first one not yet processed. Measured
-after the change: 16 restarts in a row of ``test_pipeline_recovery.py -k restarted`` passed,
-where before one in three or four lost records. Install it with the ``TableManager`` setting
-of :class:`faust.App`.
-
-**Under exactly_once** a changelog partition ends in a transaction marker (each batch's rows
-are committed in a transaction, huracan.agents.transactions), which is never delivered. Faust
-recovers a partition up to its last stable offset − 1 and, when that record never comes, only
-gives up waiting after two idle 5-s waits (its aborted-transaction check): every recovery took
-about 10 s longer. :meth:`SeekFirstRecovery._build_highwaters` asks the broker whether the
-entry before the last stable offset is a marker (:func:`ends_in_marker`: nothing is delivered
-there to a ``read_uncommitted`` reader) and, when it is, recovers the partition up to the entry
-before it: the last data record when the last transaction committed. When it aborted, the last
-record is further back and Faust's own check still ends the recovery, later; a partition that
-ends in a plain record (written at least once) is recovered up to it, as before.
+Installed as the app's ``TableManager`` (:class:`SeekFirstTableManager`) by
+:func:`huracan.agents.faust_fixes.create_app`.
 """
 
 from __future__ import annotations

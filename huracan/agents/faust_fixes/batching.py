@@ -1,23 +1,16 @@
 """Batches of events that are acknowledged only once the agent is done with them.
 
-Faust's ``Stream.take_events`` acknowledges a batch in a ``finally`` block: when the agent is
-cancelled in the middle of a batch (a worker stopped with SIGTERM, a rebalance), the events it
-had not processed yet are acknowledged anyway, their offsets are committed, and the next owner
-of the partition starts after them. We measured the loss: a worker stopped mid-stream and
-restarted produced 2,928 of 3,000 feature vectors.
+Corrects (docs/decisions/0002-faust-corrections.md):
 
-:func:`take_batches` acknowledges a batch only when the agent asks for the next one, that is,
-after it has finished the batch. A batch the agent did not finish is never acknowledged, so it
-is delivered again; the engine's derived ids make the second delivery harmless. It also takes
-each batch from the stream's buffer in one step, where Faust's stream iterator spends a turn of
-the event loop and a processor call on every event (faust-streaming 0.15.3, pinned).
+* ``Stream.take_events`` acknowledges a batch the agent never finished (cancelled by a stop or
+  a rebalance): :func:`take_batches` acknowledges a batch only when the agent asks for the
+  next one, and takes it from the stream's buffer in one step;
+* a stream acknowledges the events it drops while flow control is suspended or after the
+  consumer generation changed: :class:`ProcessedEvent` (the app's ``Event`` class) refuses
+  their acknowledgement until :func:`take_batches` has marked them processed.
 
-Faust also acknowledges, on its own, every event a stream drops because flow control is
-suspended or the consumer generation changed (a worker stopping, a rebalance): the event was
-never processed, yet its offset is committed. We measured that too: a worker stopped 0.3 s after
-it was ready committed risk-decisions 0–14 that the execution agent had never seen, and those
-executions were never made. :class:`ProcessedEvent` (the app's ``Event`` class) only lets an
-event be acknowledged once :func:`take_batches` has marked it processed.
+Promise: an event is acknowledged only after the batch it was in was finished, so a batch cut
+short is delivered again to whoever owns its partition next.
 """
 
 from __future__ import annotations
@@ -60,13 +53,12 @@ async def take_batches(
     ``yield_empty`` an empty batch is yielded first, so the agent can do its idle-time work).
 
     The events are taken straight from the stream's channel buffer, where Faust's conductor
-    puts them, with the per-event bookkeeping of Faust's stream iterator (faust-streaming
-    0.15.3, pinned): an event that arrived while flow control was suspended or under an older
-    consumer generation is dropped (it was not processed, so it is not acknowledged, and the
-    partition's next owner reads it again), the others are tracked as unacknowledged until
-    their batch is finished. Faust's iterator also yields to the event loop and runs its
-    processor chain once per event; taking a batch in one step is what lets one worker go
-    past a few thousand events per second (see benchmarks/bench_pipeline.py).
+    puts them, with the per-event bookkeeping of Faust's stream iterator: an event that arrived
+    while flow control was suspended or under an older consumer generation is dropped (it was
+    not processed, so it is not acknowledged, and the partition's next owner reads it again),
+    the others are tracked as unacknowledged until their batch is finished. Faust's iterator
+    also yields to the event loop and runs its processor chain once per event; this does
+    neither.
     """
     s: Any = stream
     channel: Any = aiter(s.channel)  # the conductor delivers to this channel's buffer
