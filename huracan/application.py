@@ -36,6 +36,7 @@ from huracan.config import HuracanConfig, load_config
 from huracan.models import RegistryModels
 from huracan.observability import metrics
 from huracan.observability.health import check_all
+from huracan.streams import clients
 
 _lock = threading.Lock()
 _app: faust.App | None = None
@@ -69,6 +70,9 @@ def create_app(
         # the global risk-state row can pass Kafka's 1 MiB (huracan.agents.rows)
         "producer_max_request_size": STATE_ROW_MAX_BYTES,
     }
+    credentials = clients.faust_broker_credentials(cfg)  # None for PLAINTEXT
+    if credentials is not None:
+        settings["broker_credentials"] = credentials
     settings.update(overrides)
     Path(settings["datadir"]).mkdir(parents=True, exist_ok=True)
     # every correction to faust-streaming, in one call (huracan.agents.faust_fixes)

@@ -97,7 +97,7 @@ def test_ends_in_marker_when_partitions_end_in_commit_abort_or_data_then_markers
     assert stable == {TP(topic, 0): 4, TP(topic, 1): 3, TP(topic, 2): 4, TP(topic, 3): 4}
 
     # act
-    markers = ends_in_marker(kafka_bootstrap, stable)
+    markers = ends_in_marker(pipeline_config(kafka_bootstrap, unique_name("probe")), stable)
 
     # assert
     assert markers == {TP(topic, 0), TP(topic, 2), TP(topic, 3)}

@@ -26,11 +26,14 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError
+from confluent_kafka import KafkaError
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
 from faust.types import TP
+
+from huracan.config import HuracanConfig
+from huracan.streams import clients
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +42,7 @@ MARKER_PROBE_TIMEOUT_S = 10.0
 
 
 def ends_in_marker(
-    bootstrap: str, ends: Mapping[TP, int], timeout_s: float = MARKER_PROBE_TIMEOUT_S
+    config: HuracanConfig, ends: Mapping[TP, int], timeout_s: float = MARKER_PROBE_TIMEOUT_S
 ) -> set[TP]:
     """The partitions whose entry at ``ends[tp] - 1`` is a transaction marker.
 
@@ -47,14 +50,12 @@ def ends_in_marker(
     not); when it is a marker, it gets a later record (of a transaction still open) or reaches
     the end of the partition. Raises
     :class:`TimeoutError` when the broker does not answer for every partition in time."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "huracan-recovery-probe",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "isolation.level": "read_uncommitted",
-        }
+    consumer = clients.make_consumer(
+        config,
+        "recovery-probe",
+        group_id="huracan-recovery-probe",
+        isolation="read_uncommitted",
+        overrides={"enable.partition.eof": True},
     )
     pending = {(tp.topic, tp.partition): tp for tp, end in ends.items() if end > 0}
     markers: set[TP] = set()
@@ -105,7 +106,7 @@ class SeekFirstRecovery(Recovery):
         if not ends:
             return
         try:
-            markers = await asyncio.to_thread(ends_in_marker, cfg.kafka.bootstrap_servers, ends)
+            markers = await asyncio.to_thread(ends_in_marker, cfg, ends)
         except Exception as exc:  # noqa: BLE001 - Faust's own aborted-transaction check stays
             log.warning("changelog marker probe failed (recovery waits longer): %r", exc)
             return
