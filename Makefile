@@ -39,8 +39,18 @@ format: install
 	.venv/bin/ruff check --fix huracan tests benchmarks
 
 ## The test command: installs everything, starts the services, lints, runs every test.
+## Unit and integration tests run in TEST_WORKERS pytest-xdist processes (they share nothing but
+## the services: every test has topics, streams and schemas of its own), so one test's waiting
+## for a worker overlaps another's work. The reliability tests stop and start the services, so
+## they run afterwards, alone. Both parts always run; the target fails if either did.
+TEST_WORKERS ?= 3
+
 test: install up lint check-deploy
-	$(PY) -m pytest -p no:cacheprovider -ra
+	@status=0; \
+	$(PY) -m pytest -p no:cacheprovider -ra -n $(TEST_WORKERS) --dist worksteal \
+		tests/unit tests/integration || status=$$?; \
+	$(PY) -m pytest -p no:cacheprovider -ra tests/reliability || status=$$?; \
+	exit $$status
 
 test-unit: install
 	$(PY) -m pytest tests/unit -q

@@ -19,6 +19,13 @@ from huracan.streams.topics import TopicCatalog, ensure_topics, record_counts
 from huracan.wiring import build_engine
 from huracan.worker_process import running_worker as worker_process
 
+#: extra_env for a worker the test will SIGKILL: Faust's session timeout of 10 s, not its 60 s
+#: default, so the group drops the dead member (and its replacement gets the partitions) after
+#: 10 s instead of a minute. A worker that stops on SIGTERM leaves its group at once and needs
+#: none of this; a test that checks a clean leave must not use it (a timed-out member would
+#: then look like one that left).
+KILLED_WORKER_ENV = {"BROKER_SESSION_TIMEOUT": "10"}
+
 
 def pipeline_config(
     bootstrap: str,

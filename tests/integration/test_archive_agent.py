@@ -28,6 +28,7 @@ from huracan.streams.serde import make_serde
 from huracan.streams.topics import TopicCatalog
 from huracan.worker_process import running_worker
 from tests.integration.pipeline_support import (
+    KILLED_WORKER_ENV,
     create_topics,
     engine_run,
     pipeline_config,
@@ -248,8 +249,6 @@ def test_archive_agent_when_worker_stopped_then_killed_mid_stream_then_each_tick
     topic = TopicCatalog.from_config(cfg).for_event_type("MarketTick").name
     ticks = _ticks(3_000, seed=23)
     where: dict[str, tuple[int, int]] = {}
-    # Faust's session timeout: the group drops the killed worker after 10 s instead of 60
-    short_session = {"BROKER_SESSION_TIMEOUT": "10"}
 
     # act 1: stop a worker (SIGTERM) while it is archiving the first 1,500 ticks
     with running_worker(cfg, tmp_path / "a") as first:
@@ -257,7 +256,7 @@ def test_archive_agent_when_worker_stopped_then_killed_mid_stream_then_each_tick
         wait_until(lambda: _rows(root) >= 250, 120, interval=0.1, what="a first flush")
     stopped_with = _rows(root)
     # act 2: its replacement gets 1,000 more and is killed (no flush, no commit, no goodbye)
-    with running_worker(cfg, tmp_path / "b", extra_env=short_session) as second:
+    with running_worker(cfg, tmp_path / "b", extra_env=KILLED_WORKER_ENV) as second:
         where |= _publish(cfg, ticks[1_500:2_500])
         wait_until(lambda: _rows(root) >= stopped_with + 250, 120, interval=0.1, what="a flush")
         os.kill(second.process.pid, signal.SIGKILL)

@@ -27,6 +27,7 @@ from huracan.simulate import MarketSimulator
 from huracan.streams.serde import make_serde
 from huracan.worker_process import running_worker
 from tests.integration.pipeline_support import (
+    KILLED_WORKER_ENV,
     create_topics,
     engine_run,
     exactly_once,
@@ -167,7 +168,7 @@ def test_worker_when_killed_mid_stream_then_replacement_loses_nothing(
     _, decisions, executions = engine_run(cfg, ticks)
 
     # act: SIGKILL in the middle of the stream (no shutdown, no final commit)
-    with running_worker(cfg, tmp_path / "a") as first:
+    with running_worker(cfg, tmp_path / "a", extra_env=KILLED_WORKER_ENV) as first:
         publish_ticks(cfg, ticks)
         wait_until(lambda: topic_counts(cfg)["FeatureVector"] >= 1_000, 120, what="some features")
         os.kill(first.process.pid, signal.SIGKILL)
@@ -203,6 +204,7 @@ def test_worker_when_killed_after_sending_a_batch_then_second_copies_only_at_lea
             filter(None, [str(CRASH_HOOK), os.environ.get("PYTHONPATH")])
         ),
         "HURACAN_TEST_CRASH_AT_COMMIT": "8",
+        **KILLED_WORKER_ENV,
     }
 
     # act: the worker dies (no shutdown) once the outputs of its 8th batch with outputs are on

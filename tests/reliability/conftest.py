@@ -1,7 +1,8 @@
 """Fault-injection tests: they stop and start the native services through scripts/services.sh.
 
-They need the launchers' services (not testcontainers), run in the same session as the rest of
-the suite, and always leave the service running again when they finish.
+They need the launchers' services (not testcontainers), run in a pytest session of their own
+after the unit and integration tests (``make test``: those run in parallel and must not see a
+service stop), and always leave the service running again when they finish.
 """
 
 from __future__ import annotations
