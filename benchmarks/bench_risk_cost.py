@@ -40,7 +40,8 @@ RANK_REPEATS = 200
 
 
 class NaiveRiskController:
-    """The same gross-mode rules, computed by summing every open trade on each check."""
+    """The same gross-mode rules (throttle curve included), computed by summing every open
+    trade on each check."""
 
     def __init__(self, limits: RiskLimits, equity_usd: float) -> None:
         self.limits = limits
@@ -66,17 +67,28 @@ class NaiveRiskController:
         if len(self.trades) + 1 > min(lim.max_active_trades, lim.max_concurrent_trades):
             return RiskDecision.BLOCK
         s = trade.size_usd
-        pct = [
-            ((coin + s) / self.equity * 100, lim.per_coin_max_exposure_pct),
-            ((sec + s) / self.equity * 100, lim.per_sector_max_exposure_pct),
-            ((exch + s) / self.equity * 100, lim.per_exchange_max_exposure_pct),
-            ((total + s) / self.equity * 100, lim.global_max_exposure_pct),
-        ]
-        if any(p > limit for p, limit in pct):
-            return RiskDecision.BLOCK
-        if any(p > limit * lim.soft_throttle_threshold_pct / 100 for p, limit in pct):
-            return RiskDecision.THROTTLE
-        return RiskDecision.APPROVE
+        soft = lim.soft_throttle_threshold_pct / 100
+        approved = s
+        for held, limit_pct in (
+            (coin, lim.per_coin_max_exposure_pct),
+            (sec, lim.per_sector_max_exposure_pct),
+            (exch, lim.per_exchange_max_exposure_pct),
+            (total, lim.global_max_exposure_pct),
+        ):
+            # the throttle curve: in full up to the soft threshold, then tapering to the limit
+            hard = self.equity * limit_pct / 100
+            low = hard * soft
+            below = max(low - held, 0.0)
+            if s <= below:
+                continue
+            start = max(held, low)
+            band = (
+                0.0 if start >= hard else (hard - start) * -math.expm1(-(s - below) / (hard - low))
+            )
+            approved = min(approved, below + band)
+        if approved >= s:
+            return RiskDecision.APPROVE
+        return RiskDecision.THROTTLE if approved >= lim.min_trade_usd else RiskDecision.BLOCK
 
 
 class NaiveCostModel:

@@ -103,6 +103,9 @@ class RiskConfig(_Section):
     max_active_trades: int = Field(100, ge=1)
     max_drawdown_pct: float = Field(10.0, gt=0, le=100)
     max_consecutive_errors: int = Field(5, ge=1)
+    #: smallest size a risk-increasing request is approved at; a request or a throttle
+    #: resize below it is BLOCKed below_min_size (docs/risk-and-costs.md)
+    min_trade_usd: float = Field(10.0, gt=0)
 
 
 class CostModelConfig(_Section):

@@ -40,7 +40,7 @@ def new_sequencer(cfg: HuracanConfig) -> RiskSequencer:
         equity_usd=cfg.engine.equity_usd,
         coin_sectors=coin_sectors(cfg),
     )
-    return RiskSequencer(controller)
+    return RiskSequencer(controller, min_trade_usd=cfg.engine.risk.min_trade_usd)
 
 
 def exit_rules(cfg: HuracanConfig) -> ExitRules:
