@@ -192,11 +192,23 @@ def _controller(mode: str) -> GlobalRiskController:
 
 def _apply(rc: GlobalRiskController, ops: list[tuple[str, str, float, str, str]]) -> None:
     """Apply requests as a fills-driven sequencer would: approve, reserve the approved size,
-    fill it (or release it), close some positions; assert the hard limits after each step."""
+    fill it (or release it), close some positions (as decided); assert the hard limits after
+    each step."""
     for i, (coin, direction, size, exchange, then) in enumerate(ops):
         trade = TradeRequest(coin, direction, size, exchange)  # type: ignore[arg-type]
         if then == "close" and rc.open_trades():
-            rc.close_trade(rc.open_trades()[i % len(rc.open_trades())].trade_id)
+            # a close is decided too: in net mode one that unhedges increases exposure
+            opened = rc.open_trades()[i % len(rc.open_trades())]
+            close = TradeRequest(
+                opened.coin,
+                opened.direction,
+                opened.size_usd,
+                opened.exchange,
+                closes_trade_id=opened.trade_id,
+            )
+            decided = rc.check_trade(close)
+            if decided.decision is not RiskDecision.BLOCK:
+                rc.close_trade(opened.trade_id, decided.approved_size_usd)
             continue
         result = rc.reserve_trade(f"t{i}", trade)
         if result.decision is not RiskDecision.BLOCK:
