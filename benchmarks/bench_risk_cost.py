@@ -95,7 +95,11 @@ class NaiveRiskController:
 class NaiveCostModel:
     """Quotes as dicts; mid, spread and fees looked up and recomputed on every call."""
 
-    def __init__(self, maker_bps: float = 2.0, taker_bps: float = 5.0) -> None:
+    def __init__(
+        self, maker_bps: float = 2.0, taker_bps: float = 5.0, holding_factor: float = 1.0
+    ) -> None:
+        #: expected holding hours / funding interval hours: the share of a rate charged
+        self.holding_factor = holding_factor
         self.quotes: dict[str, dict[str, float]] = {}
         self.fees: dict[str, dict[str, float]] = {}
         self.funding: dict[str, float] = {}
@@ -112,7 +116,9 @@ class NaiveCostModel:
         spread_bps = (q["ask"] - q["bid"]) / mid * 10_000
         fees = self.fees.get(symbol, self.default)
         leg = (0.0 if use_maker else spread_bps / 2) + fees["maker" if use_maker else "taker"]
-        funding = abs(self.funding.get(symbol, 0.0)) if include_funding else 0.0
+        funding = (
+            abs(self.funding.get(symbol, 0.0)) * self.holding_factor if include_funding else 0.0
+        )
         return edge_bps - 2 * leg - funding
 
     def rank(self, symbols: list[str], edges: dict[str, float], use_maker: bool) -> list[Any]:
@@ -207,7 +213,8 @@ def _cost(report: Report) -> None:
     rng = random.Random(11)
     symbols = [f"C{i:03d}" for i in range(N_COINS)]
     model = RealTimeCostModel(update_interval_seconds=60, min_edge_after_cost_bps=5.0)
-    naive = NaiveCostModel()
+    st = model.settings
+    naive = NaiveCostModel(holding_factor=st.expected_holding_hours / st.funding_interval_hours)
     for s in symbols:
         mid = rng.uniform(0.01, 60_000.0)
         half = mid * rng.uniform(0.00001, 0.002)
