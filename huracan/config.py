@@ -111,6 +111,9 @@ class RiskConfig(_Section):
     max_active_trades: int = Field(100, ge=1)
     max_drawdown_pct: float = Field(10.0, gt=0, le=100)
     max_consecutive_errors: int = Field(5, ge=1)
+    #: smallest size a risk-increasing request is approved at; a request or a throttle
+    #: resize below it is BLOCKed below_min_size (docs/risk-and-costs.md)
+    min_trade_usd: float = Field(10.0, gt=0)
 
 
 class CostModelConfig(_Section):
@@ -122,10 +125,43 @@ class CostModelConfig(_Section):
     default_taker_fee_bps: float = 5.0
     #: quotes older than this make a symbol stale (should_trade refuses it)
     stale_after_seconds: float = Field(30.0, gt=0)
-    #: funding is charged over this expected holding period
-    expected_holding_hours: float = Field(8.0, ge=0)
+    #: funding is charged pro rata over this expected holding period, hours; None (the
+    #: default) takes the exit rules' time limit, engine.exits.max_holding_seconds
+    expected_holding_hours: float | None = Field(None, ge=0)
     #: hours per funding interval (funding_rate_bps is per interval)
     funding_interval_hours: float = Field(8.0, gt=0)
+
+
+class ExitsConfig(_Section):
+    """``engine.exits``: when an open trade is closed (``huracan.domain.execution.ExitRules``).
+
+    Take-profit and stop-loss compare the move of the mid price since entry (net of the entry
+    spread, which the cost check already charged) with these thresholds."""
+
+    #: close when the mid has moved this far in the trade's favour, bps
+    take_profit_bps: float = Field(30.0, gt=0)
+    #: close when the mid has moved this far against the trade, bps
+    stop_loss_bps: float = Field(20.0, gt=0)
+    #: close once held this long (event time), seconds; also the funding holding period
+    max_holding_seconds: float = Field(300.0, gt=0)
+    #: close when a signal points the other way
+    close_on_reversal: bool = True
+
+
+class PaperExchangeConfig(_Section):
+    """``engine.paper_exchange``: how the paper exchange fills (``PaperExchangeParams``).
+
+    Fees come from the cost book (the coin's taker fee, ``engine.cost_model`` defaults until a
+    fee update). Ticks carry no quoted size, so the depth at the touch is assumed:
+    the first ``quoted_size_usd`` of an order fills at the touch, and each further
+    ``quoted_size_usd`` moves the average fill ``impact_bps`` further away."""
+
+    #: event time from decision to fill, ms
+    latency_ms: float = Field(50.0, ge=0)
+    #: notional assumed quoted at the best bid or ask, USD
+    quoted_size_usd: float = Field(100_000.0, gt=0)
+    #: average price impact per quoted size beyond the touch, bps
+    impact_bps: float = Field(10.0, ge=0)
 
 
 class ModelRegistryConfig(_Section):
@@ -149,6 +185,8 @@ class EngineConfig(_Section):
     message_bus: MessageBusConfig = MessageBusConfig()
     risk: RiskConfig = RiskConfig()
     cost_model: CostModelConfig = CostModelConfig()
+    exits: ExitsConfig = ExitsConfig()
+    paper_exchange: PaperExchangeConfig = PaperExchangeConfig()
     model_registry: ModelRegistryConfig = ModelRegistryConfig()
 
     @field_validator("active_coins")

@@ -19,6 +19,7 @@ from huracan.agents.shared import AgentContext, Unit, observe_in, store_window
 from huracan.domain.execution import ExecutionError, PaperExchange
 from huracan.observability import metrics
 from huracan.streams.errors import SerdeError
+from huracan.wiring import paper_exchange_params
 
 AGENT = "execution"
 
@@ -39,7 +40,8 @@ class ExecutionAgent:
         exchange: PaperExchange | None = self.holder.get("exchange")
         if exchange is None:
             table = self.table
-            exchange = load_exchange(table.get(EXCHANGE_KEY), table.items())
+            params = paper_exchange_params(self.ctx.cfg)  # engine.paper_exchange, as the engine
+            exchange = load_exchange(table.get(EXCHANGE_KEY), table.items(), params)
             self.holder["exchange"] = exchange
         return exchange
 

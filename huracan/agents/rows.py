@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from huracan.domain.costs import CostBook, CostSettings
-from huracan.domain.execution import ExitRules, PaperExchange, PositionMonitor
+from huracan.domain.execution import ExitRules, PaperExchange, PaperExchangeParams, PositionMonitor
 from huracan.domain.features import FeatureState
 from huracan.domain.ordering import EventTimeOrder
 from huracan.domain.risk_desk import DeskChanges, RiskDesk
@@ -161,18 +161,20 @@ def global_row(changes: DeskChanges) -> Row:
 
 
 def load_exchange(
-    stored: Mapping[str, Any] | None, items: Iterable[tuple[Any, Any]]
+    stored: Mapping[str, Any] | None,
+    items: Iterable[tuple[Any, Any]],
+    params: PaperExchangeParams | None = None,
 ) -> PaperExchange:
     """The paper exchange stored in the exchange-state table: ``stored`` is its ``paper`` row
     (``None``: a fresh exchange), ``items`` every row (read only for the new format). Its
     window is journalled, whole when it came from an old-format row."""
     if stored is None:
-        exchange = PaperExchange()
+        exchange = PaperExchange(params)
         exchange.journal_filled()
         return exchange
     legacy = "filled" in stored  # the window in the row, as before
     filled = None if legacy else numbered_keys(items, FILLED_PREFIX)
-    exchange = PaperExchange.from_dict(stored, filled=filled)
+    exchange = PaperExchange.from_dict(stored, params, filled=filled)
     exchange.journal_filled(include_current=legacy)
     return exchange
 

@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from huracan.backtest.errors import EmptyBacktest
-from huracan.backtest.report import BacktestReport, build_report
+from huracan.backtest.report import (
+    MARK_INTERVAL_US,
+    BacktestReport,
+    Mark,
+    QuoteMarks,
+    build_report,
+)
 from huracan.backtest.whatif import WhatIfDiff, compare_runs
 from huracan.config import HuracanConfig
 from huracan.domain.engine import EngineStats, TradingEngine
@@ -61,6 +67,11 @@ class ReplayResult:
     last_quotes: dict[str, tuple[float, float]]
     cost_rejections: dict[str, int]
     funding_rate_bps: dict[str, float] = field(default_factory=dict)
+    #: each coin's funding rate changes ``(ts_us, rate_bps)`` as folded (the report charges
+    #: the rate in force over each trade's life)
+    funding_schedule: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    #: price marks for the mark-to-market equity curve (each coin's last quote per second)
+    marks: list[Mark] = field(default_factory=list)
     cost_updates: int = 0
     invalid_ticks: int = 0
     invalid_cost_updates: int = 0
@@ -136,12 +147,18 @@ def replay_ticks(
     first_us: int | None = None
     last_us: int | None = None
     folded = bad_ticks = bad_updates = 0
+    schedule: dict[str, list[tuple[int, float]]] = {}
+    marks = QuoteMarks(MARK_INTERVAL_US)
     for tick in ticks:
         ts = int(tick["ts"])
         while pending is not None and pending["ts"] <= ts:
             try:
                 engine.on_cost_update(pending)
                 folded += 1
+                if pending["kind"] == "FUNDING":
+                    schedule.setdefault(str(pending["coin"]), []).append(
+                        (int(pending["ts"]), float(pending["funding_rate_bps"]))
+                    )
             except CostError:
                 bad_updates += 1
             pending = next(updates, None)
@@ -156,6 +173,7 @@ def replay_ticks(
             executions += out.executions
         if out.features is not None:
             quotes[str(tick["coin"])] = (float(tick["bid"]), float(tick["ask"]))
+            marks.add(ts, str(tick["coin"]), float(tick["bid"]), float(tick["ask"]))
         first_us = ts if first_us is None else min(first_us, ts)
         last_us = ts if last_us is None else max(last_us, ts)
     out = engine.finish()
@@ -183,6 +201,8 @@ def replay_ticks(
         last_quotes=quotes,
         cost_rejections=dict(stats.cost_rejections),
         funding_rate_bps=funding,
+        funding_schedule=schedule,
+        marks=marks.marks(),
         cost_updates=folded,
         invalid_ticks=bad_ticks,
         invalid_cost_updates=bad_updates,
@@ -191,7 +211,8 @@ def replay_ticks(
 
 def report_for(cfg: HuracanConfig, result: ReplayResult) -> BacktestReport:
     """The :class:`BacktestReport` of ``result``: starting equity ``engine.equity_usd``,
-    funding from ``result.funding_rate_bps`` at ``engine.cost_model.funding_interval_hours``."""
+    funding at the rates in force (``result.funding_schedule``) per
+    ``engine.cost_model.funding_interval_hours``, equity marked to market at ``result.marks``."""
     return build_report(
         decisions=result.decisions,
         executions=result.executions,
@@ -200,10 +221,12 @@ def report_for(cfg: HuracanConfig, result: ReplayResult) -> BacktestReport:
         end_us=result.end_us,
         ticks=result.ticks,
         coins=result.coins,
-        funding_rate_bps=result.funding_rate_bps or None,
+        funding_rates=result.funding_schedule,
         funding_interval_hours=cfg.engine.cost_model.funding_interval_hours,
         cost_rejections=result.cost_rejections,
         last_quotes=result.last_quotes,
+        marks=result.marks,
+        mark_interval_us=MARK_INTERVAL_US,
     )
 
 

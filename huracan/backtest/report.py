@@ -20,51 +20,72 @@ Per closed trade (the paper exchange's ``realized_pnl_usd`` is net of both legs'
 
     fees_usd      = entry fees_usd + exit fees_usd
     pnl_gross_usd = realized_pnl_usd + fees_usd                         (price PnL alone)
-    funding_usd   = sign × entry size_usd × rate_bps / 1e4 × held_hours / funding_interval_hours
+    funding_usd   = sign × entry size_usd / 1e4 × ∫ rate_bps(t) dt / funding_interval_hours
     pnl_net_usd   = pnl_gross_usd − fees_usd − funding_usd = realized_pnl_usd − funding_usd
 
-Funding sign convention (as :mod:`huracan.domain.costs`: ``funding_rate_bps`` is per funding
-interval and a positive rate means longs pay): ``sign`` is +1 for a LONG and −1 for a SHORT, so
-with a positive rate a long *pays* (``funding_usd`` > 0, a cost) and a short *receives*
-(``funding_usd`` < 0, a gain); a negative rate reverses both. ``held_hours`` runs from the
-OPEN's ``ts`` to the CLOSE's ``ts``. The paper exchange charges no funding; the report does,
-from ``funding_rate_bps`` (coin → bps per interval; a coin not in it pays none).
+Funding is charged at the rate *in force* over each trade's life, from OPEN to CLOSE (``t`` in
+hours): ``funding_rates`` maps a coin to its ``(ts_us, rate_bps)`` changes, each rate in force
+from its ``ts`` until the next, none (0) before the first. A rate published after a trade
+closed never reaches it (no look-ahead). ``funding_rate_bps`` (coin → one rate) is the
+fallback for callers with no history: that rate is taken as in force for the whole run.
+Sign convention (as :mod:`huracan.domain.costs`: rates are per funding interval and a positive
+rate means longs pay): ``sign`` is +1 for a LONG and −1 for a SHORT, so with a positive rate a
+long *pays* (``funding_usd`` > 0, a cost) and a short *receives* (< 0, a gain). The paper
+exchange charges no funding; the report does.
 
-Per trade still open at the end (marked at the price a close would get, as the exit rules do)::
+Per trade still open at the end (marked at the price a close would get, as the exit rules'
+exchange would fill it)::
 
-    mark          = bid for a LONG, ask for a SHORT, from ``last_quotes[coin]``
+    mark          = bid for a LONG, ask for a SHORT, from ``last_quotes[coin]`` (else the
+                    coin's last mark)
     pnl_gross_usd = units × (mark − entry price)  for a LONG
                     units × (entry price − mark)  for a SHORT
-    fees_usd      = entry fees_usd                 (the exit fee is not paid yet)
+    fees_usd      = entry fees_usd + the exit fee: units × mark × the entry's fee rate
+                    (entry fees_usd / entry size_usd); the sum of these exit fees is
+                    ``exit_fees_open_usd``
     funding_usd   = as above, held until the end of the curve
 
-A coin with no quote in ``last_quotes`` is marked at its entry price (unrealized PnL 0) and
-listed in ``unmarked_coins``.
+A coin with no quote is marked at its entry price (unrealized PnL 0, the exit fee still
+charged) and listed in ``unmarked_coins``.
 
 Totals: ``pnl_gross_usd``, ``fees_usd``, ``funding_usd`` are the sums over all trades, and
 ``pnl_net_usd = pnl_gross_usd − fees_usd − funding_usd``; ``final_equity_usd = equity_usd +
 pnl_net_usd``; ``return_pct = 100 × pnl_net_usd / equity_usd``.
 
-Equity curve (``(ts_us, equity_usd)``; fills move it, prices between fills do not): it starts
-at ``equity_usd`` at ``min(start_us, first fill ts)``; an OPEN lowers it by its fee; a CLOSE
-adds ``realized_pnl_usd + entry fee − funding`` (the entry fee was already taken at the OPEN);
-a last point at ``max(end_us, last fill ts)`` adds the open trades' marked PnL less their
-funding, so the curve ends at ``final_equity_usd``. Points with the same ``ts`` are merged (the
-last value stands). The exposure curve is the gross open notional (entry ``size_usd``) at the
-same instants.
+Equity curve: mark to market (``(ts_us, equity_usd)``). ``marks`` are ``(ts_us, coin, bid,
+ask)`` price samples in time order (:class:`QuoteMarks` thins a tick stream to each coin's last
+quote per second). The curve has a point at every fill and every mark::
 
-Sharpe: the curve is sampled at the end of each ``sharpe_bucket_us`` bucket (default one minute)
-from the curve's start to its end (the last bucket may be partial); ``r_k = E_k / E_{k−1} − 1``
+    equity(t) = equity_usd − fees paid − funding of closed trades + their realized PnL
+                + Σ open trades (units × (mark − entry) signed − exit fee at mark − funding
+                  accrued to t)
+
+with an open trade marked at its coin's latest mark (the entry price before the first), so a
+position under water mid-trade shows on the curve. It starts at ``equity_usd`` at ``min(
+start_us, first fill ts)`` and ends at ``final_equity_usd`` at ``max(end_us, last fill ts)``;
+points with the same ``ts`` are merged (the last value stands). Without ``marks`` the curve
+moves only at fills and at the end (the assumptions say so). The exposure curve is the gross
+open notional (entry ``size_usd``) at the fills.
+
+Drawdown over the mark-to-market curve, from the running peak (which starts at
+``equity_usd``): ``max_drawdown_usd = max(peak − E)`` and ``max_drawdown_pct = max(100 ×
+(peak − E) / peak)``; the two maxima may fall at different points.
+
+Sharpe: the curve is sampled at the end of each ``sharpe_bucket_us`` bucket (default one
+minute) from its start to its end (the last bucket may be partial); ``r_k = E_k / E_{k−1} − 1``
 with ``E_0 = equity_usd``; ``sharpe = mean(r) / stdev(r) × sqrt(buckets per 365-day year)``
-(sample standard deviation, risk-free rate 0, 365 days since crypto trades around the clock).
-``None`` with fewer than 2 buckets or a zero standard deviation.
-
-Drawdown over the equity curve, from the running peak (which starts at ``equity_usd``):
-``max_drawdown_usd = max(peak − E)`` and ``max_drawdown_pct = max(100 × (peak − E) / peak)``;
-the two maxima may fall at different points.
+(sample standard deviation, risk-free rate 0, 365 days since crypto trades around the clock;
+with one-minute buckets the factor is sqrt(525,600) ≈ 725). It is reported only with at least
+``sharpe_min_periods`` returns (default 30: half an hour of one-minute returns, the fewest
+with which a standard deviation means anything), else ``None`` ("n/a"); also ``None`` for a
+zero standard deviation. ``sharpe_periods`` is the number of returns, ``sharpe_annualisation``
+says how it was scaled.
 
 Win rate: ``trades_won / trades_closed`` where a closed trade is won when its ``pnl_net_usd``
 (after fees and funding) is > 0; ``None`` with no closed trade.
+
+``assumptions`` lists, in words, what the figures rest on (fills, fees, funding, marking,
+Sharpe, drawdown); the rendered report prints them.
 """
 
 from __future__ import annotations
@@ -94,6 +115,13 @@ YEAR_US: Final = 365 * 24 * 3600 * 1_000_000
 HOUR_US: Final = 3600 * 1_000_000
 #: outcomes always listed in ``decisions_by_outcome``, in this order
 OUTCOMES: Final = ("APPROVE", "THROTTLE", "BLOCK")
+#: fewest returns a Sharpe ratio is reported with (else "n/a")
+SHARPE_MIN_PERIODS: Final = 30
+#: default spacing of the price marks of the mark-to-market curve (one second)
+MARK_INTERVAL_US: Final = 1_000_000
+
+#: ``(ts_us, coin, bid, ask)``: one price sample
+Mark = tuple[int, str, float, float]
 
 Curve = tuple[tuple[int, float], ...]
 
@@ -164,6 +192,12 @@ class BacktestReport:
     per_coin: dict[str, CoinPnl]
     equity_curve: Curve = field(repr=False)
     exposure_curve: Curve = field(repr=False)
+    sharpe_periods: int = 0
+    sharpe_min_periods: int = SHARPE_MIN_PERIODS
+    sharpe_annualisation: str = ""
+    exit_fees_open_usd: float = 0.0
+    marks: int = 0
+    assumptions: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data in a stable key order; a non-finite float becomes ``None``."""
@@ -193,13 +227,16 @@ class BacktestReport:
         """
         try:
             kwargs: dict[str, Any] = {}
-            for name in cls.__dataclass_fields__:
+            fields = cls.__dataclass_fields__
+            for name in fields:
+                if name not in data and name in _OPTIONAL_FIELDS:
+                    continue  # a report written before the field existed
                 value = data[name]
                 if name == "per_coin":
                     value = {c: CoinPnl(**p) for c, p in value.items()}
                 elif name in ("equity_curve", "exposure_curve"):
                     value = tuple((int(ts), float(v)) for ts, v in value)
-                elif name in ("coins", "unmarked_coins"):
+                elif name in ("coins", "unmarked_coins", "assumptions"):
                     value = tuple(value)
                 elif name in ("decisions_by_outcome", "decisions_by_reason", "cost_rejections"):
                     value = {str(k): int(v) for k, v in value.items()}
@@ -209,6 +246,45 @@ class BacktestReport:
         except (TypeError, ValueError, AttributeError) as exc:
             raise InvalidBacktestInput(f"report data is malformed: {exc}") from None
         return cls(**kwargs)
+
+
+_OPTIONAL_FIELDS: Final = frozenset(
+    (
+        "sharpe_periods",
+        "sharpe_min_periods",
+        "sharpe_annualisation",
+        "exit_fees_open_usd",
+        "marks",
+        "assumptions",
+    )
+)
+
+
+class QuoteMarks:
+    """Each coin's last quote per ``interval_us`` of event time: the price marks of the
+    mark-to-market equity curve, thinned from a tick stream (at most one per coin and interval,
+    so memory grows with coins × duration / interval, not with ticks)."""
+
+    def __init__(self, interval_us: int = MARK_INTERVAL_US) -> None:
+        if interval_us <= 0:
+            raise InvalidBacktestInput(f"mark interval must be > 0 µs, got {interval_us}")
+        self.interval_us = interval_us
+        self._held: dict[str, tuple[int, int, float, float]] = {}
+        self._marks: list[Mark] = []
+
+    def add(self, ts_us: int, coin: str, bid: float, ask: float) -> None:
+        """Record a quote; the coin's previous one is kept when it closed an interval."""
+        bucket = ts_us // self.interval_us
+        held = self._held.get(coin)
+        if held is not None and held[0] != bucket:
+            self._marks.append((held[1], coin, held[2], held[3]))
+        self._held[coin] = (bucket, ts_us, bid, ask)
+
+    def marks(self) -> list[Mark]:
+        """The marks so far, the held last quotes included, in ``(ts, coin)`` order."""
+        out = self._marks + [(h[1], c, h[2], h[3]) for c, h in self._held.items()]
+        out.sort(key=operator.itemgetter(0, 1))
+        return out
 
 
 def _finite_only(value: Any) -> Any:
@@ -231,6 +307,17 @@ class _Trade:
     size_usd: float
     entry_fees_usd: float
     opened_us: int
+
+    @property
+    def sign(self) -> float:
+        return 1.0 if self.direction == "LONG" else -1.0
+
+    def marked(self, bid: float, ask: float) -> tuple[float, float]:
+        """``(pnl_gross, exit_fee)`` if closed at ``bid``/``ask`` now (the exit fee at the
+        entry's fee rate)."""
+        mark = bid if self.direction == "LONG" else ask
+        fee_rate = self.entry_fees_usd / self.size_usd if self.size_usd else 0.0
+        return self.sign * self.units * (mark - self.entry_price), self.units * mark * fee_rate
 
 
 def _field(record: Mapping[str, Any], key: str, what: str) -> Any:
@@ -276,6 +363,7 @@ def _check_args(
     funding_interval_hours: float,
     sharpe_bucket_us: int,
     funding_rate_bps: Mapping[str, float],
+    sharpe_min_periods: int = SHARPE_MIN_PERIODS,
 ) -> None:
     if not (math.isfinite(equity_usd) and equity_usd > 0):
         raise InvalidBacktestInput(f"equity_usd must be finite and > 0, got {equity_usd!r}")
@@ -289,6 +377,8 @@ def _check_args(
         )
     if sharpe_bucket_us <= 0:
         raise InvalidBacktestInput(f"sharpe_bucket_us must be > 0, got {sharpe_bucket_us}")
+    if sharpe_min_periods < 2:
+        raise InvalidBacktestInput(f"sharpe_min_periods must be >= 2, got {sharpe_min_periods}")
     for coin, rate in funding_rate_bps.items():
         if not math.isfinite(rate):
             raise InvalidBacktestInput(f"funding_rate_bps[{coin!r}] is not finite: {rate!r}")
@@ -308,14 +398,23 @@ def build_report(
     cost_rejections: Mapping[str, int] | None = None,
     last_quotes: Mapping[str, tuple[float, float]] | None = None,
     sharpe_bucket_us: int = 60_000_000,
+    funding_rates: Mapping[str, Sequence[tuple[int, float]]] | None = None,
+    marks: Sequence[Mark] | None = None,
+    mark_interval_us: int | None = None,
+    sharpe_min_periods: int = SHARPE_MIN_PERIODS,
 ) -> BacktestReport:
-    """Fold one run's ``decisions`` and ``executions`` into a :class:`BacktestReport`.
+    """Fold one run's ``decisions``, ``executions`` and price ``marks`` into a
+    :class:`BacktestReport`.
 
     ``equity_usd`` is the starting equity; ``start_us``/``end_us`` bound the run's event time
-    (first and last tick); ``ticks`` and ``coins`` describe the input; ``funding_rate_bps`` maps
-    a coin to its rate in bps per ``funding_interval_hours``; ``cost_rejections`` counts the
-    signals the cost check dropped, by reason code; ``last_quotes`` maps a coin to its last
-    ``(bid, ask)``, to mark the trades still open. Formulas: see the module docstring.
+    (first and last tick); ``ticks`` and ``coins`` describe the input; ``funding_rates`` maps a
+    coin to its ``(ts_us, rate_bps)`` changes (rates in bps per ``funding_interval_hours``),
+    ``funding_rate_bps`` one rate per coin taken as in force all run (used only without
+    ``funding_rates``); ``cost_rejections`` counts the signals the cost check dropped, by reason
+    code; ``last_quotes`` maps a coin to its last ``(bid, ask)``, to mark the trades still open;
+    ``marks`` are ``(ts_us, coin, bid, ask)`` samples in time order for the mark-to-market
+    curve (``mark_interval_us`` says how they were thinned, for the assumptions). Formulas:
+    see the module docstring.
 
     Raises :class:`EmptyBacktest` when there are no ticks, decisions or executions, and
     :class:`InvalidBacktestInput` for a bad argument or an execution missing a needed field
@@ -324,8 +423,11 @@ def build_report(
     rates = dict(funding_rate_bps or {})
     quotes = dict(last_quotes or {})
     _check_args(
-        equity_usd, start_us, end_us, ticks, funding_interval_hours, sharpe_bucket_us, rates
-    )
+        equity_usd, start_us, end_us, ticks, funding_interval_hours, sharpe_bucket_us, rates,
+        sharpe_min_periods,
+    )  # fmt: skip
+    schedules = _schedules(funding_rates, rates)
+    price_marks = list(marks or ())
     if ticks == 0 and not decisions and not executions:
         raise EmptyBacktest("nothing to report: no ticks, no decisions and no executions")
 
@@ -362,90 +464,149 @@ def build_report(
     curve_start = min([start_us] + [ts for ts, _ in unique[:1]])
     curve_end = max([end_us] + [ts for ts, _ in unique[-1:]])
 
-    def funding_of(trade: _Trade, until_us: int) -> float:
-        rate = float(rates.get(trade.coin, 0.0))
-        held_h = max(0, until_us - trade.opened_us) / HOUR_US
-        sign = 1.0 if trade.direction == "LONG" else -1.0
-        return sign * trade.size_usd * rate / 1e4 * held_h / funding_interval_hours
+    per_hour = 1.0 / (1e4 * funding_interval_hours)
 
-    # 3. walk the fills: totals, per coin, the two curves
+    def funding_of(trade: _Trade, until_us: int) -> float:
+        """Funding of ``trade`` from its OPEN to ``until_us`` at the rates in force."""
+        schedule = schedules.get(trade.coin)
+        if not schedule or until_us <= trade.opened_us:
+            return 0.0
+        rate_us = _integrate(schedule, trade.opened_us, until_us)
+        return trade.sign * trade.size_usd * per_hour * rate_us / HOUR_US
+
+    # 3. walk the fills, the price marks and the funding rate changes in event time: totals,
+    #    per coin, the mark-to-market equity curve and the exposure curve
     per_coin: dict[str, dict[str, float]] = {}
 
     def coin_row(coin: str) -> dict[str, float]:
         return per_coin.setdefault(coin, dict.fromkeys(_COIN_SUMS, 0.0))
 
-    equity = equity_usd
+    events: list[tuple[int, int, int, Any]] = []
+    for coin, schedule in schedules.items():
+        for ts, rate in schedule:
+            if ts > curve_start:
+                events.append((ts, 0, len(events), (coin, rate)))
+    for ts, e in unique:
+        events.append((ts, 1, len(events), e))
+    for mark in price_marks:
+        events.append((int(mark[0]), 2, len(events), mark))
+    events.sort(key=operator.itemgetter(0, 1, 2))
+
+    realized_equity = equity_usd  # cash: fees paid, realized PnL and funding of closed trades
     exposure = 0.0
-    equity_points: list[tuple[int, float]] = [(curve_start, equity)]
+    equity_points: list[tuple[int, float]] = [(curve_start, equity_usd)]
     exposure_points: list[tuple[int, float]] = [(curve_start, exposure)]
     closed: set[str] = set()
     orphans = 0
-    for ts, e in unique:
-        what = f"execution {e.get('execution_id')}"
-        action = e.get("action")
-        if action == "OPEN":
-            trade = opens[str(e["trade_id"])]
-            equity -= trade.entry_fees_usd
-            exposure += trade.size_usd
-            row = coin_row(trade.coin)
-            row["fees_usd"] += trade.entry_fees_usd
-        elif action == "CLOSE":
-            trade_id = str(_field(e, "trade_id", what))
-            if trade_id in closed:
-                raise InvalidBacktestInput(f"{what}: trade {trade_id!r} closed twice")
-            closed.add(trade_id)
-            realized = _number(e, "realized_pnl_usd", what)
-            exit_fees = _number(e, "fees_usd", what)
-            opened = opens.get(trade_id)
-            row = coin_row(str(_field(e, "coin", what)))
-            if opened is None:
-                orphans += 1
-                funding = 0.0
-                gross = realized + exit_fees
-                equity += realized
-            else:
-                funding = funding_of(opened, ts)
-                gross = realized + opened.entry_fees_usd + exit_fees
-                equity += realized + opened.entry_fees_usd - funding
-                exposure -= opened.size_usd
-            net = realized - funding
-            row["fees_usd"] += exit_fees
-            row["pnl_gross_usd"] += gross
-            row["funding_usd"] += funding
-            row["trades_closed"] += 1
-            row["trades_won"] += 1 if net > 0 else 0
-        else:
-            raise InvalidBacktestInput(f"{what}: action must be OPEN or CLOSE, got {action!r}")
-        _append(equity_points, ts, equity)
-        _append(exposure_points, ts, max(0.0, exposure))
+    open_by_coin: dict[str, dict[str, _Trade]] = {}
+    last_mark: dict[str, tuple[float, float]] = {}
+    marked_value: dict[str, float] = {}  # coin -> Σ open (pnl − exit fee) at its last mark
+    value_total = 0.0
+    rate_now = {c: _rate_at(sch, curve_start) for c, sch in schedules.items()}
+    flow = 0.0  # funding accrual of the open trades, USD per µs
+    accrued = 0.0  # funding accrued by the open trades so far
+    clock = curve_start
 
-    # 4. mark what is still open at the end
+    def revalue(coin: str) -> None:
+        nonlocal value_total
+        quote = last_mark.get(coin)
+        value = 0.0
+        for trade in open_by_coin.get(coin, {}).values():
+            bid, ask = quote if quote is not None else (trade.entry_price, trade.entry_price)
+            pnl, exit_fee = trade.marked(bid, ask)
+            value += pnl - exit_fee
+        value_total += value - marked_value.get(coin, 0.0)
+        marked_value[coin] = value
+
+    def trade_flow(trade: _Trade, rate: float) -> float:
+        return trade.sign * trade.size_usd * per_hour * rate / HOUR_US
+
+    for ts, kind, _, item in events:
+        accrued += flow * (ts - clock)
+        clock = ts
+        if kind == 0:
+            coin, rate = item
+            old = rate_now.get(coin, 0.0)
+            for trade in open_by_coin.get(coin, {}).values():
+                flow += trade_flow(trade, rate - old)
+            rate_now[coin] = rate
+        elif kind == 2:
+            _, coin, bid, ask = item
+            last_mark[coin] = (float(bid), float(ask))
+            if open_by_coin.get(coin):
+                revalue(coin)
+            else:
+                continue
+        else:
+            e = item
+            what = f"execution {e.get('execution_id')}"
+            action = e.get("action")
+            if action == "OPEN":
+                trade = opens[str(e["trade_id"])]
+                realized_equity -= trade.entry_fees_usd
+                exposure += trade.size_usd
+                open_by_coin.setdefault(trade.coin, {})[trade.trade_id] = trade
+                flow += trade_flow(trade, rate_now.get(trade.coin, 0.0))
+                revalue(trade.coin)
+                row = coin_row(trade.coin)
+                row["fees_usd"] += trade.entry_fees_usd
+            elif action == "CLOSE":
+                trade_id = str(_field(e, "trade_id", what))
+                if trade_id in closed:
+                    raise InvalidBacktestInput(f"{what}: trade {trade_id!r} closed twice")
+                closed.add(trade_id)
+                realized = _number(e, "realized_pnl_usd", what)
+                exit_fees = _number(e, "fees_usd", what)
+                opened = opens.get(trade_id)
+                row = coin_row(str(_field(e, "coin", what)))
+                if opened is None:
+                    orphans += 1
+                    funding = 0.0
+                    gross = realized + exit_fees
+                    realized_equity += realized
+                else:
+                    funding = funding_of(opened, ts)
+                    gross = realized + opened.entry_fees_usd + exit_fees
+                    realized_equity += realized + opened.entry_fees_usd - funding
+                    exposure -= opened.size_usd
+                    if open_by_coin.get(opened.coin, {}).pop(trade_id, None) is not None:
+                        flow -= trade_flow(opened, rate_now.get(opened.coin, 0.0))
+                        accrued -= funding
+                        revalue(opened.coin)
+                net = realized - funding
+                row["fees_usd"] += exit_fees
+                row["pnl_gross_usd"] += gross
+                row["funding_usd"] += funding
+                row["trades_closed"] += 1
+                row["trades_won"] += 1 if net > 0 else 0
+            else:
+                raise InvalidBacktestInput(f"{what}: action must be OPEN or CLOSE, got {action!r}")
+            _append(exposure_points, ts, max(0.0, exposure))
+        _append(equity_points, ts, realized_equity + value_total - accrued)
+
+    # 4. mark what is still open at the end, net of its exit fee
+    final_quotes = {**last_mark, **quotes}
     unmarked: set[str] = set()
     unrealized = 0.0
-    open_funding = 0.0
+    open_exit_fees = 0.0
     for trade_id, trade in opens.items():
         if trade_id in closed:
             continue
-        quote = quotes.get(trade.coin)
+        quote = final_quotes.get(trade.coin)
         if quote is None:
             unmarked.add(trade.coin)
-            pnl = 0.0
+            bid = ask = trade.entry_price
         else:
             bid, ask = float(quote[0]), float(quote[1])
-            if trade.direction == "LONG":
-                pnl = trade.units * (bid - trade.entry_price)
-            else:
-                pnl = trade.units * (trade.entry_price - ask)
+        pnl, exit_fee = trade.marked(bid, ask)
         funding = funding_of(trade, curve_end)
         unrealized += pnl
-        open_funding += funding
+        open_exit_fees += exit_fee
         row = coin_row(trade.coin)
         row["pnl_gross_usd"] += pnl
+        row["fees_usd"] += exit_fee
         row["funding_usd"] += funding
         row["trades_open"] += 1
-    equity += unrealized - open_funding
-    _append(equity_points, curve_end, equity)
-    _append(exposure_points, curve_end, max(0.0, exposure))
 
     # 5. totals
     coin_pnls = {}
@@ -467,8 +628,17 @@ def build_report(
     net = gross - fees - funding_total
     trades_closed = sum(p.trades_closed for p in coin_pnls.values())
     trades_won = sum(p.trades_won for p in coin_pnls.values())
+    _append(equity_points, curve_end, equity_usd + net)
+    _append(exposure_points, curve_end, max(0.0, exposure))
     equity_curve = tuple(equity_points)
     dd_usd, dd_pct = _drawdown(equity_usd, equity_curve)
+    sharpe, periods = _sharpe(equity_usd, equity_curve, sharpe_bucket_us, sharpe_min_periods)
+    per_year = YEAR_US / sharpe_bucket_us
+    annualisation = (
+        f"mean / sample stdev of {_span(sharpe_bucket_us)} returns of the mark-to-market "
+        f"equity × sqrt({per_year:,.0f} periods per 365-day year), risk-free rate 0; reported "
+        f"with at least {sharpe_min_periods} returns"
+    )
     decided: dict[str, Mapping[str, Any]] = {}
     for i, d in enumerate(decisions):
         decided.setdefault(str(d.get("request_id") or d.get("event_id") or f"#{i}"), d)
@@ -489,7 +659,7 @@ def build_report(
         funding_usd=funding_total,
         pnl_net_usd=net,
         return_pct=100.0 * net / equity_usd,
-        sharpe=_sharpe(equity_usd, equity_curve, sharpe_bucket_us),
+        sharpe=sharpe,
         sharpe_bucket_us=sharpe_bucket_us,
         max_drawdown_usd=dd_usd,
         max_drawdown_pct=dd_pct,
@@ -511,6 +681,20 @@ def build_report(
         per_coin=coin_pnls,
         equity_curve=equity_curve,
         exposure_curve=tuple(exposure_points),
+        sharpe_periods=periods,
+        sharpe_min_periods=sharpe_min_periods,
+        sharpe_annualisation=annualisation,
+        exit_fees_open_usd=open_exit_fees,
+        marks=len(price_marks),
+        assumptions=_assumptions(
+            funding_rates is not None,
+            bool(rates),
+            funding_interval_hours,
+            len(price_marks),
+            mark_interval_us,
+            annualisation,
+            equity_usd,
+        ),
     )
 
 
@@ -544,13 +728,16 @@ def _drawdown(equity_usd: float, curve: Curve) -> tuple[float, float]:
     return worst_usd, worst_pct
 
 
-def _sharpe(equity_usd: float, curve: Curve, bucket_us: int) -> float | None:
+def _sharpe(
+    equity_usd: float, curve: Curve, bucket_us: int, min_periods: int
+) -> tuple[float | None, int]:
+    """``(sharpe or None, number of returns)``; see the module docstring."""
     if not curve:
-        return None
+        return None, 0
     start, end = curve[0][0], curve[-1][0]
     buckets = -(-(end - start) // bucket_us)  # ceil
-    if buckets < 2:
-        return None
+    if buckets < min_periods:
+        return None, buckets
     samples = [equity_usd]
     i = 0
     value = curve[0][1]
@@ -561,12 +748,110 @@ def _sharpe(equity_usd: float, curve: Curve, bucket_us: int) -> float | None:
             i += 1
         samples.append(value)
     if any(v <= 0 for v in samples[:-1]):
-        return None
+        return None, buckets
     returns = [b / a - 1.0 for a, b in itertools.pairwise(samples)]
     std = statistics.stdev(returns)
     if std == 0 or not math.isfinite(std):
-        return None
-    return statistics.fmean(returns) / std * math.sqrt(YEAR_US / bucket_us)
+        return None, buckets
+    return statistics.fmean(returns) / std * math.sqrt(YEAR_US / bucket_us), buckets
+
+
+def _span(us: int) -> str:
+    if us % 60_000_000 == 0:
+        minutes = us // 60_000_000
+        return "1-minute" if minutes == 1 else f"{minutes}-minute"
+    return f"{us / 1e6:g}-second"
+
+
+def _schedules(
+    funding_rates: Mapping[str, Sequence[tuple[int, float]]] | None,
+    constant: Mapping[str, float],
+) -> dict[str, list[tuple[int, float]]]:
+    """Each coin's funding rate changes, sorted by time (the constant rates from the start of
+    time when no history is given); raises :class:`InvalidBacktestInput` for a bad entry."""
+    if funding_rates is None:
+        return {c: [(-(1 << 62), float(r))] for c, r in constant.items()}
+    out: dict[str, list[tuple[int, float]]] = {}
+    for coin, changes in funding_rates.items():
+        rows = []
+        for ts, rate in changes:
+            if not math.isfinite(rate):
+                raise InvalidBacktestInput(f"funding_rates[{coin!r}] has a rate {rate!r}")
+            rows.append((int(ts), float(rate)))
+        rows.sort(key=operator.itemgetter(0))  # stable: the later of two at one ts stands
+        out[coin] = rows
+    return out
+
+
+def _rate_at(schedule: Sequence[tuple[int, float]], ts: int) -> float:
+    rate = 0.0
+    for at, r in schedule:
+        if at > ts:
+            break
+        rate = r
+    return rate
+
+
+def _integrate(schedule: Sequence[tuple[int, float]], start: int, end: int) -> float:
+    """``∫ rate dt`` over ``[start, end)`` in bps × µs; no rate (0) before the first."""
+    total = 0.0
+    for i, (at, rate) in enumerate(schedule):
+        until = schedule[i + 1][0] if i + 1 < len(schedule) else end
+        lo, hi = max(at, start), min(until, end)
+        if hi > lo:
+            total += rate * (hi - lo)
+    return total
+
+
+def _assumptions(
+    history: bool,
+    constant: bool,
+    interval_h: float,
+    n_marks: int,
+    mark_interval_us: int | None,
+    annualisation: str,
+    equity_usd: float,
+) -> tuple[str, ...]:
+    if history:
+        funding = (
+            "funding: at the rate in force over each trade's life (the recorded funding "
+            f"updates, no look-ahead), pro rata per hour of a {interval_h:g} h interval; none "
+            "before a coin's first known rate"
+        )
+    elif constant:
+        funding = (
+            f"funding: one rate per coin taken as in force for the whole run, pro rata per "
+            f"hour of a {interval_h:g} h interval (no rate history was given)"
+        )
+    else:
+        funding = "funding: none (no funding rate known)"
+    if n_marks:
+        spacing = (
+            f"each coin's last quote per {_span(mark_interval_us)} interval"
+            if mark_interval_us
+            else "the given price marks"
+        )
+        marking = (
+            f"equity marked to market at every fill and at {n_marks:,} price marks ({spacing}):"
+            " open trades at the price a close would get (bid for longs, ask for shorts), less "
+            "the exit fee at their entry fee rate and the funding accrued"
+        )
+    else:
+        marking = (
+            "no price marks given: the equity curve moves only at fills and at the end, so "
+            "drawdown and Sharpe miss price moves between fills"
+        )
+    return (
+        f"starting equity {equity_usd:,.2f} USD; trade sizes as decided, no compounding",
+        "fills: the paper exchange's recorded executions (taker, the coin's taker fee from "
+        "the cost book, slippage of the configured depth model, event-time latency)",
+        funding,
+        marking,
+        "open trades at the end: marked at each coin's last quote less the exit fee at the "
+        "entry's fee rate; a coin without a quote at its entry price",
+        f"Sharpe: {annualisation}; otherwise n/a",
+        "drawdown: from the running peak of the mark-to-market equity curve",
+    )
 
 
 # -- presentation ---------------------------------------------------------------------------
@@ -599,10 +884,11 @@ def render_report(report: BacktestReport, console: Console, *, top_coins: int = 
         ("PnL gross", _usd(report.pnl_gross_usd)),
         ("  of which unrealized", _usd(report.pnl_unrealized_usd)),
         ("fees", _usd(report.fees_usd)),
+        ("  of which exit fees on open trades", _usd(report.exit_fees_open_usd)),
         ("funding (+ paid, − received)", _usd(report.funding_usd)),
         ("PnL net", _usd(report.pnl_net_usd)),
         ("return", _num(report.return_pct, ".4f", " %")),
-        ("Sharpe (annualised)", _num(report.sharpe)),
+        ("Sharpe (annualised)", _sharpe_text(report)),
         ("max drawdown", f"{_usd(report.max_drawdown_usd)} ({report.max_drawdown_pct:.4f} %)"),
         ("max gross exposure", _usd(report.max_exposure_usd)),
         (
@@ -664,6 +950,21 @@ def render_report(report: BacktestReport, console: Console, *, top_coins: int = 
             )  # fmt: skip
         console.print(coins)
 
+    if report.assumptions:
+        notes = Table(title="Assumptions", title_justify="left", show_header=False)
+        notes.add_column("assumption")
+        for line in report.assumptions:
+            notes.add_row(f"• {line}")
+        console.print(notes)
+
+
+def _sharpe_text(report: BacktestReport) -> str:
+    if report.sharpe is not None:
+        return f"{report.sharpe:.2f}"
+    if report.sharpe_periods < report.sharpe_min_periods:
+        return f"n/a ({report.sharpe_periods} of {report.sharpe_min_periods} periods)"
+    return "n/a (flat equity)"
+
 
 def write_equity_png(
     report: BacktestReport, path: str | Path, *, title: str | None = None, dpi: int = 100
@@ -693,13 +994,13 @@ def write_equity_png(
     eq = report.equity_curve
     ax_eq.step(times(eq), [v for _, v in eq], where="post", color="tab:blue", linewidth=1.2)
     ax_eq.axhline(report.equity_usd, color="grey", linewidth=0.8, linestyle="--")
-    ax_eq.set_ylabel("equity, USD (after fees and funding)")
+    ax_eq.set_ylabel("equity marked to market, USD")
     ax_eq.set_title(
         title
         or (
             f"Backtest {_iso(report.start_us)} → {_iso(report.end_us)} UTC · net "
             f"{_usd(report.pnl_net_usd)} USD ({report.return_pct:+.3f} %) · "
-            f"Sharpe {_num(report.sharpe)} · max DD {report.max_drawdown_pct:.3f} %"
+            f"Sharpe {_sharpe_text(report)} · max DD {report.max_drawdown_pct:.3f} %"
         ),
         fontsize=9,
     )

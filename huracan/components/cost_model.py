@@ -62,7 +62,8 @@ class RealTimeCostModel:
 
     Accepts the spec's keyword arguments and every ``engine.cost_model`` key, so
     ``RealTimeCostModel(**config["engine"]["cost_model"])`` works. Defaults are those of
-    :class:`~huracan.domain.costs.CostSettings`; ``update_interval_seconds`` (default 60) is the
+    :class:`~huracan.domain.costs.CostSettings` (``expected_holding_hours=None`` too: the
+    exit rules' default time limit); ``update_interval_seconds`` (default 60) is the
     refresh period. Raises :class:`InvalidCostSettingsError` naming a bad setting.
 
     Methods taking ``timestamp=None`` stamp the update with ``clock.now()``. Symbols without a
@@ -77,7 +78,7 @@ class RealTimeCostModel:
         default_maker_fee_bps: float = 2.0,
         default_taker_fee_bps: float = 5.0,
         stale_after_seconds: float = 30.0,
-        expected_holding_hours: float = 8.0,
+        expected_holding_hours: float | None = None,
         funding_interval_hours: float = 8.0,
         *,
         maker_spread_cost_bps: float = 0.0,
@@ -102,7 +103,11 @@ class RealTimeCostModel:
                 default_maker_fee_bps=default_maker_fee_bps,
                 default_taker_fee_bps=default_taker_fee_bps,
                 stale_after_seconds=stale_after_seconds,
-                expected_holding_hours=expected_holding_hours,
+                expected_holding_hours=(
+                    CostSettings().expected_holding_hours
+                    if expected_holding_hours is None
+                    else expected_holding_hours
+                ),
                 funding_interval_hours=funding_interval_hours,
                 maker_spread_cost_bps=maker_spread_cost_bps,
                 legs=legs,
@@ -213,7 +218,7 @@ class RealTimeCostModel:
         use_maker: bool = False,
         include_funding: bool = True,
     ) -> list[SymbolRanking]:
-        """Symbols with a fresh quote ranked by cost efficiency, best first (rank 1).
+        """Symbols with a fresh quote ranked by net edge after cost in bps, best first (rank 1).
 
         See :meth:`CostBook.rank_symbols` for the order and :class:`SymbolRanking` for the
         fields (``symbol``, ``edge_after_cost_bps``, ``cost_efficiency``, ``rank``…).

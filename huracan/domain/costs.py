@@ -17,6 +17,15 @@ Cost formula (all in basis points of the mid price)::
                           include_funding is False or no funding rate is known
     edge_after_cost_bps = edge_bps − cost_bps
 
+Funding is charged *pro rata* over the expected holding time, not per funding timestamp
+crossed: a trade held 5 minutes of an 8-hour interval pays 5/480 of the rate. The expected
+holding time is the exit rules' time limit (``engine.exits.max_holding_seconds``, 5 minutes by
+default; :func:`huracan.wiring.cost_settings` derives it unless
+``engine.cost_model.expected_holding_hours`` is set): an upper bound on how long a trade is
+held, so a payer is never under-charged. The pro-rata choice makes the charge independent of
+where in the interval a trade happens to sit, which the backtest report also uses (funding at
+the rate in force over each trade's life, pro rata).
+
 ``legs`` is 2 by default: a trade's edge is realised only after it is closed again, so the
 entry and the exit each pay the spread leg and the fee; set ``legs=1`` to cost the entry only.
 ``mid = (bid + ask) / 2``.
@@ -103,8 +112,9 @@ class CostSettings:
     default_taker_fee_bps: float = 5.0
     #: a quote older than this makes its symbol stale, seconds, > 0 (default 30)
     stale_after_seconds: float = 30.0
-    #: funding is charged over this expected holding period, hours, >= 0 (default 8)
-    expected_holding_hours: float = 8.0
+    #: funding is charged pro rata over this expected holding period, hours, >= 0 (default
+    #: 300 s: the exit rules' default time limit)
+    expected_holding_hours: float = 300.0 / 3600.0
     #: hours per funding interval: funding_rate_bps is per interval, > 0 (default 8)
     funding_interval_hours: float = 8.0
     #: spread cost of a maker leg, bps, >= 0 (default 0: a maker fills at its own price)
@@ -183,11 +193,14 @@ class CostCheck(NamedTuple):
 
 
 class SymbolRanking(NamedTuple):
-    """A symbol's place by cost efficiency (1 = best).
+    """A symbol's place by net edge after cost (1 = best).
 
-    ``cost_efficiency`` is the share of the gross edge that survives costs,
-    ``edge_after_cost_bps / edge_bps`` (1.0 = free, 0 = costs eat it all, below 0 = a loss);
-    ``-inf`` when ``edge_bps <= 0``. ``tradeable`` says whether it passes the minimum edge.
+    ``edge_after_cost_bps`` orders the ranking: what a trade keeps, in bps, is what earns.
+    ``cost_efficiency`` is reported beside it, the share of the gross edge that survives
+    costs, ``edge_after_cost_bps / edge_bps`` (1.0 = free, 0 = costs eat it all, below 0 = a
+    loss; ``-inf`` when ``edge_bps <= 0``); it does not order the ranking, since a 6 bps edge
+    that keeps 90 % would otherwise rank above an 80 bps net edge. ``tradeable`` says whether
+    it passes the minimum edge.
     """
 
     symbol: str
@@ -566,19 +579,19 @@ class CostBook:
         use_maker: bool = False,
         include_funding: bool = True,
     ) -> list[SymbolRanking]:
-        """Rank ``symbols`` by cost efficiency, best first (rank 1).
+        """Rank ``symbols`` by net edge after cost in bps, best first (rank 1).
 
         Symbols with no quote or a stale quote at ``now`` are left out (they cannot be costed;
-        :meth:`check_trade_cost` says why). Order: cost efficiency descending, then edge after
-        cost descending, then symbol. Raises :class:`InvalidCostRequestError` when a symbol has
-        no finite edge in ``edges_bps``. Funding is charged conservatively (no direction).
+        :meth:`check_trade_cost` says why). Order: edge after cost descending, then symbol.
+        Raises :class:`InvalidCostRequestError` when a symbol has no finite edge in
+        ``edges_bps``. Funding is charged conservatively (no direction).
         """
         if not _finite(now):
             raise InvalidCostRequestError(f"now must be finite, got {now!r}")
         entries = self._entries
         stale_after = self._stale_after
         legs = self._legs
-        rows: list[tuple[float, float, str, float, float]] = []
+        rows: list[tuple[float, str, float, float]] = []
         seen: set[str] = set()
         for symbol in symbols:
             if symbol in seen:
@@ -602,12 +615,20 @@ class CostBook:
             if include_funding and funding is not None:
                 cost += funding if funding >= 0.0 else -funding
             eac = edge - cost
-            rows.append((-(eac / edge) if edge > 0 else math.inf, -eac, symbol, edge, eac))
+            rows.append((-eac, symbol, edge, eac))
         rows.sort()
         min_edge = self._min_edge
         return [
-            SymbolRanking(symbol, edge, edge - eac, eac, -neg_eff, eac >= min_edge, rank)
-            for rank, (neg_eff, _neg_eac, symbol, edge, eac) in enumerate(rows, start=1)
+            SymbolRanking(
+                symbol,
+                edge,
+                edge - eac,
+                eac,
+                eac / edge if edge > 0 else -math.inf,
+                eac >= min_edge,
+                rank,
+            )
+            for rank, (_neg_eac, symbol, edge, eac) in enumerate(rows, start=1)
         ]
 
     # -- snapshots and state -----------------------------------------------------------------

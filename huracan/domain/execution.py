@@ -1,16 +1,28 @@
 """Paper execution and exits: deterministic fills and the rules that close trades.
 
-:class:`PaperExchange` fills risk decisions as market (taker) orders at the quote carried by the
-request: a buy at the ask, a sell at the bid, paying ``taker_fee_bps`` of the notional. The fill's
-event time is the decision's plus ``latency_us``. Ids are derived (``execution_id =
+:class:`PaperExchange` fills risk decisions as market (taker) orders against the quote carried
+by the request: a buy at the ask, a sell at the bid, moved by the depth model, paying the coin's
+taker fee from the cost book (``PaperExchangeParams.taker_fee_bps`` when no book is given). The
+fill's event time is the decision's plus ``latency_us``. Ids are derived (``execution_id =
 "exe:<request_id>"``) and an execution id already filled is ignored, so a redelivered decision
 never makes a second execution. A close's ``realized_pnl_usd`` is net of both legs' fees::
 
-    long:  pnl = units × (exit_bid − entry_ask) − entry_fees − exit_fees
-    short: pnl = units × (entry_bid − exit_ask) − entry_fees − exit_fees
+    long:  pnl = units × (exit_price − entry_price) − entry_fees − exit_fees
+    short: pnl = units × (entry_price − exit_price) − entry_fees − exit_fees
 
-:class:`ExitRules` decide when an open trade is closed, checked on every tick of its coin (marked
-at the price the close would get: the bid for a long, the ask for a short) and on every signal:
+Depth model (ticks carry no quoted size, so the size at the touch is a parameter): the first
+``quoted_size_usd`` of an order fills at the touch; beyond it the average price moves away by
+``impact_bps`` per further ``quoted_size_usd``::
+
+    slippage_bps = impact_bps × max(notional − quoted_size_usd, 0) / quoted_size_usd
+    buy price    = ask × (1 + slippage_bps / 10 000)
+    sell price   = bid × (1 − slippage_bps / 10 000)
+
+:class:`ExitRules` decide when an open trade is closed, checked on every tick of its coin and on
+every signal. ``return`` is the move of the mid since the entry mid, in the trade's favour
+(``mid / entry_mid − 1`` for a long, ``entry_mid / mid − 1`` for a short, in bps): the entry
+spread is not counted (the cost check charged it already), so an unchanged quote never stops a
+trade out, whatever its spread::
 
     take_profit   return ≥ take_profit_bps
     stop_loss     return ≤ −stop_loss_bps
@@ -27,7 +39,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from huracan.domain.dedupe import DedupeWindow
 from huracan.domain.errors import DomainError
@@ -40,12 +52,41 @@ class ExecutionError(DomainError, ValueError):
     """A decision that cannot be filled: no usable quote, unknown trade to close."""
 
 
+class TakerFees(Protocol):
+    """Where the paper exchange reads a coin's fees (a :class:`~huracan.domain.costs.CostBook`:
+    ``(maker_bps, taker_bps)``)."""
+
+    def fees(self, symbol: str) -> tuple[float, float]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class PaperExchangeParams:
-    """``taker_fee_bps`` (5) of notional per fill; ``latency_us`` (50 ms) of event time."""
+    """How paper fills are priced (the same defaults as ``engine.paper_exchange``).
+
+    ``taker_fee_bps`` (5) is used only without a cost book; ``latency_us`` (50 ms) of event
+    time; ``quoted_size_usd`` (100k) assumed at the touch; ``impact_bps`` (10) per further
+    quoted size (module docstring). Raises :class:`ValueError` naming a bad field.
+    """
 
     taker_fee_bps: float = 5.0
     latency_us: int = 50_000
+    quoted_size_usd: float = 100_000.0
+    impact_bps: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.taker_fee_bps):
+            raise ValueError(f"taker_fee_bps must be finite, got {self.taker_fee_bps!r}")
+        if self.latency_us < 0:
+            raise ValueError(f"latency_us must be >= 0, got {self.latency_us!r}")
+        if not (math.isfinite(self.quoted_size_usd) and self.quoted_size_usd > 0):
+            raise ValueError(f"quoted_size_usd must be > 0, got {self.quoted_size_usd!r}")
+        if not (math.isfinite(self.impact_bps) and self.impact_bps >= 0):
+            raise ValueError(f"impact_bps must be >= 0, got {self.impact_bps!r}")
+
+    def slippage_bps(self, notional_usd: float) -> float:
+        """The average price impact of an order of ``notional_usd``, in bps."""
+        excess = notional_usd - self.quoted_size_usd
+        return self.impact_bps * excess / self.quoted_size_usd if excess > 0 else 0.0
 
 
 @dataclass(slots=True)
@@ -63,20 +104,35 @@ class Position:
     entry_fees_usd: float
     opened_ts: int
     closing: bool = False
+    #: the mid of the quote at entry (the exit rules measure from it); 0 = unknown (state
+    #: written before it existed: the entry price stands in)
+    entry_mid: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Position:
-        return cls(**{k: data[k] for k in cls.__slots__})
+        return cls(**{k: data[k] for k in cls.__slots__ if k in data})
+
+    @property
+    def reference_mid(self) -> float:
+        """The price the exit rules measure returns from: the entry mid when known."""
+        return self.entry_mid if self.entry_mid > 0 else self.entry_price
 
 
 class PaperExchange:
     """Fills decisions deterministically; see the module docstring."""
 
-    def __init__(self, params: PaperExchangeParams | None = None, dedupe_window: int = 100_000):
+    def __init__(
+        self,
+        params: PaperExchangeParams | None = None,
+        dedupe_window: int = 100_000,
+        *,
+        costs: TakerFees | None = None,
+    ):
         self.params = params or PaperExchangeParams()
+        self.costs = costs
         self.positions: dict[str, Position] = {}
         self._filled = DedupeWindow(dedupe_window)
         self.duplicates = 0
@@ -100,7 +156,8 @@ class PaperExchange:
             0 < bid <= ask and math.isfinite(ask)
         ):
             raise ExecutionError(f"{request_id}: no usable quote (bid={bid}, ask={ask})")
-        fee_rate = self.params.taker_fee_bps / 1e4
+        coin = str(decision["coin"])
+        fee_rate = self.taker_fee_bps(coin) / 1e4
         ts = int(decision["ts"]) + self.params.latency_us
         trade_id = str(decision["trade_id"])
         base = {
@@ -120,7 +177,9 @@ class PaperExchange:
             pos = self.positions.get(trade_id)
             if pos is None:
                 raise ExecutionError(f"{request_id}: no open position {trade_id!r} to close")
-            price = float(bid) if pos.direction == LONG else float(ask)
+            touch = float(bid) if pos.direction == LONG else float(ask)
+            slip = self.params.slippage_bps(pos.units * touch) / 1e4
+            price = touch * (1.0 - slip) if pos.direction == LONG else touch * (1.0 + slip)
             notional = pos.units * price
             fees = notional * fee_rate
             gross = pos.units * (price - pos.entry_price)
@@ -142,13 +201,14 @@ class PaperExchange:
         direction = str(decision["direction"])
         if direction not in (LONG, SHORT):
             raise ExecutionError(f"{request_id}: cannot open direction {direction!r}")
-        price = float(ask) if direction == LONG else float(bid)
         notional = float(decision["approved_size_usd"])
+        slip = self.params.slippage_bps(notional) / 1e4
+        price = float(ask) * (1.0 + slip) if direction == LONG else float(bid) * (1.0 - slip)
         units = notional / price
         fees = notional * fee_rate
         self.positions[trade_id] = Position(
-            trade_id, str(decision["coin"]), str(decision["exchange"]), decision.get("sector"),
-            direction, units, price, notional, fees, ts,
+            trade_id, coin, str(decision["exchange"]), decision.get("sector"),
+            direction, units, price, notional, fees, ts, False, (float(bid) + float(ask)) / 2.0,
         )  # fmt: skip
         self._filled.add(execution_id)
         return {
@@ -162,6 +222,10 @@ class PaperExchange:
             "action": "OPEN",
             "realized_pnl_usd": None,
         }
+
+    def taker_fee_bps(self, coin: str) -> float:
+        """The taker fee a fill of ``coin`` pays now: the cost book's, else the params'."""
+        return self.params.taker_fee_bps if self.costs is None else self.costs.fees(coin)[1]
 
     def to_dict(self, *, include_filled: bool = True) -> dict[str, Any]:
         """JSON-safe state; ``include_filled=False`` leaves out the de-duplication window of
@@ -181,10 +245,11 @@ class PaperExchange:
         params: PaperExchangeParams | None = None,
         *,
         filled: Iterable[tuple[str, int]] | None = None,
+        costs: TakerFees | None = None,
     ) -> PaperExchange:
         """The exchange of :meth:`to_dict`; ``filled`` (``(id, number)`` pairs) gives the
         window when it was stored apart, and takes precedence over ``data["filled"]``."""
-        ex = cls(params)
+        ex = cls(params, costs=costs)
         for p in data["positions"]:
             pos = Position.from_dict(p)
             ex.positions[pos.trade_id] = pos
@@ -206,7 +271,8 @@ class PaperExchange:
 
 @dataclass(frozen=True, slots=True)
 class ExitRules:
-    """When to close: take profit 30 bps, stop loss 20 bps, 5 minutes, or a reversal."""
+    """When to close: take profit 30 bps, stop loss 20 bps (moves of the mid since entry),
+    5 minutes, or a reversal; the same defaults as ``engine.exits``."""
 
     take_profit_bps: float = 30.0
     stop_loss_bps: float = 20.0
@@ -230,8 +296,9 @@ class PositionMonitor:
         The exit rules then run on the coin's own stream alone, without waiting for the
         execution to come back: a coin's exits depend only on its ticks, never on when the
         risk sequencer happened to answer, so a backtest makes exactly the exits live made.
-        The paper exchange fills at the same quote (a buy at the ask, a sell at the bid), so
-        take-profit and stop-loss see the real entry price. When the sequencer did not open
+        Take-profit and stop-loss measure from the mid of the request's quote (the entry
+        spread is not a move of the market), so the paper exchange's fill price, slippage
+        included, does not change when a trade exits. When the sequencer did not open
         the trade (BLOCK), its later CLOSE is answered ``unknown_trade`` and changes nothing.
         Idempotent; a CLOSE request changes nothing here.
         """
@@ -245,9 +312,10 @@ class PositionMonitor:
         direction = str(request["direction"])
         price = float(request["ask"]) if direction == LONG else float(request["bid"])
         size = float(request["size_usd"])
+        mid = (float(request["bid"]) + float(request["ask"])) / 2.0
         book[trade_id] = Position(
             trade_id, coin, str(request["exchange"]), request.get("sector"), direction,
-            size / price, price, size, 0.0, int(request["ts"]),
+            size / price, price, size, 0.0, int(request["ts"]), False, mid,
         )  # fmt: skip
 
     def on_tick(self, tick: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -256,15 +324,16 @@ class PositionMonitor:
         if not book:
             return []
         bid, ask, ts = float(tick["bid"]), float(tick["ask"]), int(tick["ts"])
+        mid = (bid + ask) / 2.0
         r = self.rules
         out = []
         for pos in book.values():
             if pos.closing:
                 continue
             if pos.direction == LONG:
-                ret_bps = (bid / pos.entry_price - 1.0) * 1e4
+                ret_bps = (mid / pos.reference_mid - 1.0) * 1e4
             else:
-                ret_bps = (pos.entry_price / ask - 1.0) * 1e4
+                ret_bps = (pos.reference_mid / mid - 1.0) * 1e4
             if ret_bps >= r.take_profit_bps:
                 why = "take_profit"
             elif ret_bps <= -r.stop_loss_bps:

@@ -22,16 +22,44 @@ Exposure
 Decisions (``check_trade``), in this order, first match wins
     1. a request that increases no bucket is *risk-reducing* (every close in gross mode; in
        net mode an offsetting trade, or a close that does not unhedge): steps 2, 4 and 5 do
-       not apply to it;
+       not apply to it, nor does the minimum size;
     2. BLOCK while a circuit breaker is tripped (kill switch, then drawdown, then errors);
     3. BLOCK when one more trade would exceed ``max_concurrent_trades`` or ``max_active_trades``
        (opening requests only; closes never add a trade);
-    4. BLOCK when the trade would take a bucket over its limit (coin, sector, exchange, global);
-    5. THROTTLE when it would take a bucket over ``soft_throttle_threshold_pct`` of its limit;
+    4. the request is *resized* by the throttle curve below (a request that stays within the
+       soft threshold of every bucket keeps its size); when the resized size is below
+       ``min_trade_usd`` nothing useful fits: BLOCK, with the exceeded limit's reason
+       (``per_coin_limit``…) when the bucket has no headroom at all, else ``below_min_size``
+       (also for a request that is itself smaller than the minimum);
+    5. THROTTLE when the resized size is smaller than the request: the reason is the binding
+       bucket's hard-limit code (``per_coin_limit``…) when the request would have crossed its
+       hard limit, else its soft code (``per_coin_soft_limit``…);
     6. APPROVE.
-    A bucket only blocks or throttles a trade that *increases* it: a trade that leaves an
-    already-over-limit bucket unchanged or smaller is not refused by that bucket. Being exactly
-    at a limit (or at the soft threshold) is allowed; going past it is not.
+    ``approved_size_usd`` is the size the decision approves: the request's on APPROVE, the
+    resized one on THROTTLE, 0 on BLOCK. It is monotone non-decreasing in the requested size,
+    and positions plus reservations never exceed a hard limit through it.
+
+Throttle curve
+    Between the soft threshold ``S = soft_throttle_threshold_pct`` of a bucket's hard limit
+    ``H`` and ``H`` itself, each further dollar requested is admitted at a rate that falls
+    linearly with the bucket's utilisation ``u`` (exposure after what is admitted so far,
+    over ``H``): 1 at ``u = S/H`` and 0 at ``u = 1``. For a bucket at exposure ``E`` and a
+    request that adds ``r`` to it, this integrates to::
+
+        below    = max(S - E, 0)                      admitted in full
+        admitted = r                                  when r <= below, else
+        admitted = below + (H - x0) * (1 - exp(-(r - below) / (H - S)))   x0 = max(E, S)
+
+    so the approved size shrinks smoothly with utilisation, is continuous and strictly
+    increasing in ``r`` (a larger request is never approved less) and approaches but never
+    crosses ``H`` (a request that would cross the hard limit is cut to what fits). Repeated
+    requests fill the band between S and H geometrically. The request's size is the minimum
+    over its buckets (coin, sector, exchange, global) of what each admits; in net mode the
+    part of a request that does not increase a bucket (``free``) is admitted in full. A
+    linear taper of the *size* (``size × (1 − u)/(1 − S/H)``) was rejected: it is not
+    monotone (a larger request gets less) and keeps exposure out of the band.
+    A bucket only resizes or blocks a trade that *increases* it: a trade that leaves an
+    already-over-limit bucket unchanged or smaller is not refused by that bucket.
 
 Trade counts
     ``active trades`` are the open positions (``register_trade``); ``in flight`` are the
@@ -140,6 +168,7 @@ class RiskReason(StrEnum):
     SECTOR_SOFT_LIMIT = "per_sector_soft_limit"
     EXCHANGE_SOFT_LIMIT = "per_exchange_soft_limit"
     GLOBAL_SOFT_LIMIT = "global_soft_limit"
+    BELOW_MIN_SIZE = "below_min_size"
 
 
 class BreakerName(StrEnum):
@@ -203,6 +232,9 @@ class RiskLimits:
     max_consecutive_errors: int = 5
     #: "gross" (default): longs and shorts add up; "net": they offset within a coin
     exposure_mode: ExposureMode = "gross"
+    #: smallest size a risk-increasing request is approved at, USD, > 0 (default 10): a
+    #: request or a resize below it is BLOCKed ``below_min_size``
+    min_trade_usd: float = 10.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -215,6 +247,10 @@ class RiskLimits:
             if not _is_number(value) or not math.isfinite(value) or value <= 0:
                 raise InvalidLimitsError(f"{name} must be a finite number > 0, got {value!r}")
             object.__setattr__(self, name, float(value))
+        mt = self.min_trade_usd
+        if not _is_number(mt) or not math.isfinite(mt) or mt <= 0:
+            raise InvalidLimitsError(f"min_trade_usd must be a finite number > 0, got {mt!r}")
+        object.__setattr__(self, "min_trade_usd", float(mt))
         for name in ("soft_throttle_threshold_pct", "max_drawdown_pct"):
             value = getattr(self, name)
             if not _is_number(value) or not math.isfinite(value) or not 0 < value <= 100:
@@ -382,9 +418,15 @@ class RiskCheckResult(NamedTuple):
 
     ``reason`` is human-readable text naming the limit; ``reason_code`` is stable;
     ``limit`` names what decided: a :class:`RiskLimits` field (``per_sector_max_exposure_pct``,
-    ``max_active_trades``, ``max_drawdown_pct``…) or ``"kill_switch"``; ``None`` for APPROVE.
-    ``max_approvable_size_usd`` is the largest size of the same request that would be
-    APPROVED now, ``max_allowed_size_usd`` the largest that would not be BLOCKED.
+    ``max_active_trades``, ``max_drawdown_pct``, ``min_trade_usd``…) or ``"kill_switch"``;
+    ``None`` for APPROVE. ``approved_size_usd`` is the size approved (0 on BLOCK);
+    ``max_approvable_size_usd`` the size the throttle curve resizes the request to before the
+    minimum-size rule (equal to ``approved_size_usd`` on APPROVE and THROTTLE, kept for the
+    RiskDecision record and the sequencer; under a tripped breaker the part that would not
+    increase any bucket; 0 when a count limit blocks);
+    ``max_allowed_size_usd`` what fits under the hard limits — no request of this kind is
+    approved more (the curve approaches it and never reaches it past the soft threshold).
+    ``exposure`` shows the buckets before and after the *requested* size.
     """
 
     decision: RiskDecision
@@ -396,6 +438,7 @@ class RiskCheckResult(NamedTuple):
     risk_reducing: bool
     exposure: ExposureSnapshot
     request: TradeRequest
+    approved_size_usd: float = 0.0
 
     @property
     def approved(self) -> bool:
@@ -409,6 +452,7 @@ class RiskCheckResult(NamedTuple):
             "limit": self.limit,
             "max_approvable_size_usd": self.max_approvable_size_usd,
             "max_allowed_size_usd": self.max_allowed_size_usd,
+            "approved_size_usd": self.approved_size_usd,
             "risk_reducing": self.risk_reducing,
             "exposure": self.exposure.to_dict(),
             "request": self.request.to_dict(),
@@ -618,6 +662,7 @@ class GlobalRiskController:
         self._soft = tuple(math.floor(eq * p * soft / 10_000.0) for p in pcts)
         self._pct = 100.0 / eq
         self._max_trades = min(lim.max_concurrent_trades, lim.max_active_trades)
+        self._min_units = max(to_micro_usd(lim.min_trade_usd), 1)
 
     # -- configuration -----------------------------------------------------------------------
 
@@ -702,13 +747,15 @@ class GlobalRiskController:
     def reserve_trade(
         self, trade_id: str, trade: TradeRequest, timestamp: float | None = None
     ) -> RiskCheckResult:
-        """Check ``trade`` and, when APPROVED, hold its exposure and slot under ``trade_id``.
+        """Check ``trade`` and, when APPROVED or THROTTLED, hold the approved size and a slot
+        under ``trade_id``.
 
         The reservation counts like an open trade until :meth:`register_trade` (same id) turns
-        it into one or :meth:`release_trade` drops it. In net mode it is charged its full size
-        (see the module docstring), so an offsetting order that :meth:`check_trade` approves as
-        risk-reducing for an immediate fill may be refused here. Nothing is held for THROTTLE
-        or BLOCK, nor for a close request (closes are applied by :meth:`close_trade`). Raises what
+        it into one or :meth:`release_trade` drops it. A THROTTLE holds ``approved_size_usd``,
+        not the requested size. In net mode it is charged its full size (see the module
+        docstring), so an offsetting order that :meth:`check_trade` approves as risk-reducing
+        for an immediate fill may be resized or refused here. Nothing is held for a BLOCK, nor
+        for a close request (closes are applied by :meth:`close_trade`). Raises what
         :meth:`check_trade` raises, and :class:`DuplicateTradeError` for an id in use.
         """
         _check_name("trade_id", trade_id)
@@ -717,10 +764,15 @@ class GlobalRiskController:
         if not isinstance(trade, TradeRequest) or trade.closes_trade_id is not None:
             return self.check_trade(trade)
         result = self._decide(trade, self._sector_for(trade), None, as_reservation=True)
-        if result.decision is RiskDecision.APPROVE:
+        if result.decision is not RiskDecision.BLOCK:
             self._adopt_sector(trade)
             held = OpenTrade(
-                trade_id, trade.coin, trade.exchange, trade.direction, trade.size_units, timestamp
+                trade_id,
+                trade.coin,
+                trade.exchange,
+                trade.direction,
+                to_micro_usd(result.approved_size_usd),
+                timestamp,
             )
             self._reserved[trade_id] = held
             self._apply(held, 1, True)
@@ -1170,19 +1222,8 @@ class GlobalRiskController:
         hc, hs, he, hg = self._hard
         sc, ss, se, sg = self._soft
 
-        # Largest sizes within the soft (approve) and hard (allow) limits: per bucket
-        # max(limit - total, 0) + free; coin, sector and global share the coin's ``free``.
-        m = sc - coin_tot
-        v = ss - sec_tot
-        if v < m:
-            m = v
-        v = sg - g_tot
-        if v < m:
-            m = v
-        m = (m if m > 0 else 0) + free_c
-        v = se - ex_tot
-        v = (v if v > 0 else 0) + free_e
-        max_ok = m if m < v else v
+        # What fits under the hard limits: per bucket max(limit - total, 0) + free; coin,
+        # sector and global share the coin's ``free``.
         m = hc - coin_tot
         v = hs - sec_tot
         if v < m:
@@ -1200,54 +1241,65 @@ class GlobalRiskController:
         counts_full = closing is None and n_open + n_flight >= self._max_trades
         increases = d_coin > 0 or d_ex > 0
         if counts_full:
-            max_ok = max_allowed = 0
+            max_allowed = 0
         elif self._halted:
             cap = free_c if free_c < free_e else free_e
-            if cap < max_ok:
-                max_ok = cap
             if cap < max_allowed:
                 max_allowed = cap
         if closing is not None:
             cap = closing.size_units
-            if cap < max_ok:
-                max_ok = cap
             if cap < max_allowed:
                 max_allowed = cap
 
         decision = _APPROVE
         limit_name: str | None = None
+        resized = approved = s
         if increases:
             code = _APPROVED
             reason = "approved"
             if self._halted:
                 decision, code, limit_name, reason = self._breaker_block()
+                resized = max_allowed if max_allowed < s else s
+                approved = 0
             elif counts_full:
                 decision, code, limit_name, reason = self._count_block(n_open + n_flight)
+                resized = approved = 0
             else:
                 over: tuple[str, str, int] | None = None
-                if d_coin > 0 and new_coin > hc:
+                hard_over = False
+                if (d_coin > 0 and (new_coin > sc or new_sec > ss or new_g > sg)) or (
+                    d_ex > 0 and new_ex > se
+                ):
+                    # past a soft threshold: resize along the curve, the tightest bucket binds
+                    resized = _taper(coin_tot, hc, sc, free_c, s)
                     over = ("coin", coin, new_coin)
-                elif d_coin > 0 and new_sec > hs:
-                    over = ("sector", sector, new_sec)
-                elif d_ex > 0 and new_ex > he:
-                    over = ("exchange", exch, new_ex)
-                elif d_coin > 0 and new_g > hg:
-                    over = ("global", "", new_g)
-                if over is not None:
-                    decision, code, limit_name, reason = self._exposure_refusal(over, soft=False)
-                else:
-                    if d_coin > 0 and new_coin > sc:
-                        over = ("coin", coin, new_coin)
-                    elif d_coin > 0 and new_sec > ss:
-                        over = ("sector", sector, new_sec)
-                    elif d_ex > 0 and new_ex > se:
-                        over = ("exchange", exch, new_ex)
-                    elif d_coin > 0 and new_g > sg:
-                        over = ("global", "", new_g)
-                    if over is not None:
-                        decision, code, limit_name, reason = self._exposure_refusal(over, soft=True)
+                    hard_over = new_coin > hc
+                    v = _taper(sec_tot, hs, ss, free_c, s)
+                    if v < resized:
+                        resized, over, hard_over = v, ("sector", sector, new_sec), new_sec > hs
+                    v = _taper(ex_tot, he, se, free_e, s)
+                    if v < resized:
+                        resized, over, hard_over = v, ("exchange", exch, new_ex), new_ex > he
+                    v = _taper(g_tot, hg, sg, free_c, s)
+                    if v < resized:
+                        resized, over, hard_over = v, ("global", "", new_g), new_g > hg
+                    if resized > max_allowed:
+                        resized = max_allowed
+                approved = resized if resized >= self._min_units else 0
+                if approved == 0:
+                    if over is not None and resized == 0:
+                        decision, code, limit_name, reason = self._exposure_refusal(
+                            over, hard=True, resized=0
+                        )
+                    else:
+                        decision, code, limit_name, reason = self._below_min(s, resized, over)
+                elif over is not None and approved < s:
+                    decision, code, limit_name, reason = self._exposure_refusal(
+                        over, hard=hard_over, resized=approved
+                    )
         elif counts_full:
             decision, code, limit_name, reason = self._count_block(n_open + n_flight)
+            resized = approved = 0
         else:
             code = _RISK_REDUCING
             reason = "approved: risk-reducing"
@@ -1258,7 +1310,7 @@ class GlobalRiskController:
             code,
             reason,
             limit_name,
-            max_ok / MICRO_USD,
+            resized / MICRO_USD,
             max_allowed / MICRO_USD,
             not increases,
             ExposureSnapshot(
@@ -1277,6 +1329,7 @@ class GlobalRiskController:
                 n_flight,
             ),
             trade,
+            approved / MICRO_USD,
         )
 
     def _breaker_block(self) -> tuple[RiskDecision, RiskReason, str | None, str]:
@@ -1297,7 +1350,7 @@ class GlobalRiskController:
         return RiskDecision.BLOCK, code, str(code), reason
 
     def _exposure_refusal(
-        self, over: tuple[str, str, int], soft: bool
+        self, over: tuple[str, str, int], hard: bool, resized: int
     ) -> tuple[RiskDecision, RiskReason, str | None, str]:
         kind, label, new_units = over
         field_name, hard_code, soft_code = _LIMIT_FIELDS[kind]
@@ -1305,18 +1358,42 @@ class GlobalRiskController:
         full = getattr(lim, field_name)
         what = f"{kind} {label}" if label else "global exposure"
         reach = f"{field_name}: {what} would reach {new_units * self._pct:.6g}% of equity"
-        if soft:
+        if resized <= 0:
+            return RiskDecision.BLOCK, hard_code, field_name, f"{reach}, no headroom under {full}%"
+        size = f"{resized / MICRO_USD:.2f} USD"
+        if hard:
+            reason = f"{reach}, over its limit of {full}%; cut to {size}"
+            return RiskDecision.THROTTLE, hard_code, field_name, reason
+        reason = (
+            f"{reach}, past soft_throttle_threshold_pct={lim.soft_throttle_threshold_pct}% "
+            f"of its limit of {full}%; resized to {size}"
+        )
+        return RiskDecision.THROTTLE, soft_code, field_name, reason
+
+    def _below_min(
+        self, requested: int, resized: int, over: tuple[str, str, int] | None
+    ) -> tuple[RiskDecision, RiskReason, str | None, str]:
+        minimum = self._limits.min_trade_usd
+        if over is None:
             reason = (
-                f"{reach}, over soft_throttle_threshold_pct={lim.soft_throttle_threshold_pct}% "
-                f"of its limit of {full}%"
+                f"below_min_size: {requested / MICRO_USD:.6g} USD requested, "
+                f"below min_trade_usd={minimum}"
             )
-            return RiskDecision.THROTTLE, soft_code, field_name, reason
-        return RiskDecision.BLOCK, hard_code, field_name, f"{reach}, over its limit of {full}%"
+            return RiskDecision.BLOCK, _BELOW_MIN, "min_trade_usd", reason
+        kind, label, _ = over
+        field_name = _LIMIT_FIELDS[kind][0]
+        what = f"{kind} {label}" if label else "global exposure"
+        reason = (
+            f"below_min_size: {field_name} resizes the request on {what} to "
+            f"{resized / MICRO_USD:.6g} USD, below min_trade_usd={minimum}"
+        )
+        return RiskDecision.BLOCK, _BELOW_MIN, field_name, reason
 
 
 _APPROVE: Final = RiskDecision.APPROVE
 _APPROVED: Final = RiskReason.APPROVED
 _RISK_REDUCING: Final = RiskReason.RISK_REDUCING
+_BELOW_MIN: Final = RiskReason.BELOW_MIN_SIZE
 _LIMIT_FIELDS: Final = {
     "coin": ("per_coin_max_exposure_pct", RiskReason.COIN_LIMIT, RiskReason.COIN_SOFT_LIMIT),
     "sector": (
@@ -1331,6 +1408,29 @@ _LIMIT_FIELDS: Final = {
     ),
     "global": ("global_max_exposure_pct", RiskReason.GLOBAL_LIMIT, RiskReason.GLOBAL_SOFT_LIMIT),
 }
+
+
+def _taper(total: int, hard: int, soft: int, free: int, size: int) -> int:
+    """Units of a request of ``size`` that one bucket admits: the throttle curve of the
+    module docstring (``free`` admitted in full, then up to the soft threshold in full, then
+    the band at a rate falling linearly to 0 at ``hard``). Monotone in ``size``, never more
+    than ``free + max(hard - total, 0)``."""
+    r = size - free
+    if r <= 0:
+        return size
+    if total < soft:
+        below = soft - total
+        if r <= below:
+            return size
+        x0 = soft
+        rest = r - below
+    else:
+        below = 0
+        x0 = total
+        rest = r
+    if x0 >= hard:
+        return free + below
+    return free + below + math.floor((hard - x0) * -math.expm1(-rest / (hard - soft)))
 
 
 def _put(d: dict[Any, int], key: Any, value: int) -> None:

@@ -16,6 +16,7 @@ from huracan.backtest.errors import BacktestError, EmptyBacktest, InvalidBacktes
 from huracan.backtest.report import (
     YEAR_US,
     BacktestReport,
+    QuoteMarks,
     build_report,
     render_report,
     write_equity_png,
@@ -110,11 +111,13 @@ def test_build_report_when_trades_overlap_then_curves_and_drawdown_are_hand_comp
 
     r = _report(fills.executions, funding_rate_bps={"BTC": 10.0, "ETH": 10.0})
 
+    # no price marks: open trades stay at their entry price, less the exit fee they would
+    # pay there (A 5.00, B 2.50) and the funding accrued (A pays 1.25 an hour, B gets 0.625)
     expected_equity = [
         (T0, EQUITY),
-        (T0 + 1 * HOUR, EQUITY - 5.0),  # A's entry fee
-        (T0 + 2 * HOUR, EQUITY - 7.5),  # B's entry fee
-        (T0 + 6 * HOUR, EQUITY - 7.5 - 200.0 - 2.6 + 2.5),  # B closed, funding received
+        (T0 + 1 * HOUR, EQUITY - 5.0 - 5.0),  # A's entry fee and exit fee
+        (T0 + 2 * HOUR, EQUITY - 10.0 - 5.0 - 1.25),  # B's fees, A's first hour of funding
+        (T0 + 6 * HOUR, EQUITY - 207.6 - 5.0 - 6.25),  # B closed (−205.1 + 2.5 funding)
         (T0 + 9 * HOUR, EQUITY - 22.7),  # A closed: +200 − 5.1 − 10 funding
         (T0 + 10 * HOUR, EQUITY - 22.7),
     ]
@@ -130,8 +133,8 @@ def test_build_report_when_trades_overlap_then_curves_and_drawdown_are_hand_comp
         (T0 + 10 * HOUR, 0.0),
     )
     assert r.max_exposure_usd == 15_000.0
-    assert r.max_drawdown_usd == pytest.approx(207.6)
-    assert r.max_drawdown_pct == pytest.approx(100 * 207.6 / EQUITY)
+    assert r.max_drawdown_usd == pytest.approx(218.85)
+    assert r.max_drawdown_pct == pytest.approx(100 * 218.85 / EQUITY)
 
 
 def test_build_report_when_funding_rate_negative_then_shorts_pay_and_longs_receive() -> None:
@@ -195,9 +198,12 @@ def test_build_report_when_trades_open_at_end_then_marked_at_the_closing_side_of
     # long marked at the bid: 100 × 0.5 = 50; short marked at the ask: 20 × 1.0 = 20
     assert r.pnl_unrealized_usd == pytest.approx(70.0)
     assert r.pnl_gross_usd == pytest.approx(70.0)
-    assert r.fees_usd == pytest.approx(1.0)  # entry fees only, the exits are not paid
+    # entry fees and the exit fees at the entry's rate: 100 × 10.5 and 20 × 49.0 at 5 bps
+    exit_fees = (100 * 10.5 + 20 * 49.0) * 5e-4
+    assert r.exit_fees_open_usd == pytest.approx(exit_fees)
+    assert r.fees_usd == pytest.approx(1.0 + exit_fees)
     assert r.funding_usd == pytest.approx(1_000 * 8 / 1e4 * 4 / 8)  # held 4 h to the end
-    assert r.pnl_net_usd == pytest.approx(70.0 - 1.0 - 0.4)
+    assert r.pnl_net_usd == pytest.approx(70.0 - 1.0 - exit_fees - 0.4)
     assert (r.trades_closed, r.trades_open_at_end) == (0, 2)
     assert r.win_rate is None
     assert r.equity_curve[-1] == (T0 + 5 * HOUR, pytest.approx(EQUITY + r.pnl_net_usd))
@@ -213,7 +219,7 @@ def test_build_report_when_open_trade_has_no_last_quote_then_marked_at_entry_and
 
     assert r.pnl_unrealized_usd == 0.0
     assert r.unmarked_coins == ("SOL",)
-    assert r.pnl_net_usd == pytest.approx(-0.5)
+    assert r.pnl_net_usd == pytest.approx(-0.5 - 0.5)  # entry fee and exit fee at entry
 
 
 def test_build_report_when_executions_redelivered_then_counted_once() -> None:
@@ -275,7 +281,7 @@ def test_build_report_when_two_bucket_returns_then_sharpe_is_hand_computed() -> 
     e1, e2 = EQUITY + pnl_a, EQUITY + pnl_a + pnl_b
     returns = [e1 / EQUITY - 1, e2 / e1 - 1, 0.0]  # three one-hour buckets
 
-    r = _report(f.executions, end_us=T0 + 3 * HOUR, sharpe_bucket_us=HOUR)
+    r = _report(f.executions, end_us=T0 + 3 * HOUR, sharpe_bucket_us=HOUR, sharpe_min_periods=2)
 
     expected = statistics.fmean(returns) / statistics.stdev(returns) * math.sqrt(YEAR_US / HOUR)
     assert r.sharpe == pytest.approx(expected)
@@ -377,7 +383,9 @@ def test_build_report_when_any_trades_then_totals_and_curve_are_consistent(
     assert r.pnl_net_usd == pytest.approx(r.pnl_gross_usd - r.fees_usd - r.funding_usd)
     assert r.equity_curve[-1][1] == pytest.approx(EQUITY + r.pnl_net_usd, abs=1e-6)
     assert r.final_equity_usd == pytest.approx(EQUITY + r.pnl_net_usd)
-    assert r.fees_usd == pytest.approx(sum(e["fees_usd"] for e in f.executions))
+    assert r.fees_usd == pytest.approx(
+        sum(e["fees_usd"] for e in f.executions) + r.exit_fees_open_usd
+    )
     assert r.trades_closed == sum(1 for s in specs if s[4] is not None)
     assert r.trades_open_at_end == sum(1 for s in specs if s[4] is None)
     assert r.pnl_net_usd == pytest.approx(sum(p.pnl_net_usd for p in r.per_coin.values()))
@@ -503,7 +511,9 @@ def test_build_report_when_fed_a_real_engine_run_then_figures_match_its_outputs(
     assert r.trades_closed == len(closes) > 0
     assert r.trades_open_at_end == len(still_open)
     assert r.executions == len(executions) == engine.stats.executions
-    assert r.fees_usd == pytest.approx(sum(e["fees_usd"] for e in executions))
+    assert r.fees_usd == pytest.approx(
+        sum(e["fees_usd"] for e in executions) + r.exit_fees_open_usd
+    )
     assert r.decisions == len(run["decisions"])
     assert {k: v for k, v in r.decisions_by_outcome.items() if v} == dict(engine.stats.decisions)
     assert r.decisions_by_reason == dict(engine.stats.decision_reasons)
@@ -519,6 +529,130 @@ def test_build_report_when_fed_a_real_engine_run_then_figures_match_its_outputs(
     assert r.pnl_unrealized_usd == pytest.approx(unrealized)
     open_fees = sum(p.entry_fees_usd for p in still_open.values())
     realized = sum(e["realized_pnl_usd"] for e in closes)
-    assert r.pnl_net_usd == pytest.approx(realized + unrealized - open_fees)
+    assert r.pnl_net_usd == pytest.approx(realized + unrealized - open_fees - r.exit_fees_open_usd)
     assert r.exposure_curve[-1][1] == pytest.approx(sum(p.size_usd for p in still_open.values()))
     assert r.equity_curve[-1][1] == pytest.approx(r.equity_usd + r.pnl_net_usd)
+
+
+# --- issue 14 point 7: the report tells the truth --------------------------------------------
+
+
+def test_build_report_when_rate_changes_after_a_trade_closed_then_it_pays_the_rate_in_force() -> (
+    None
+):
+    fills = _two_trades()  # A: BTC long 10k, 1 h → 9 h
+    schedule = {"BTC": [(T0, 10.0), (T0 + 5 * HOUR, 20.0), (T0 + 9 * HOUR + 1, 1_000.0)]}
+
+    r = _report(fills.executions, funding_rates=schedule)
+
+    # 4 h at 10 bps and 4 h at 20 bps of an 8 h interval; the 1 000 bps came after the close
+    assert r.per_coin["BTC"].funding_usd == pytest.approx(10_000 * (10 * 4 + 20 * 4) / 8 / 1e4)
+    assert "no look-ahead" in " ".join(r.assumptions)
+
+
+def test_build_report_when_rate_known_only_after_the_open_then_none_before_it() -> None:
+    fills = _two_trades()
+
+    r = _report(fills.executions, funding_rates={"BTC": [(T0 + 5 * HOUR, 8.0)]})
+
+    assert r.per_coin["BTC"].funding_usd == pytest.approx(10_000 * 8 * 4 / 8 / 1e4)
+
+
+def test_build_report_when_position_under_water_mid_trade_then_drawdown_shows_it() -> None:
+    f = Fills()
+    f.open("A", "BTC", "LONG", 10_000.0, 100.0, T0 + 1 * MIN)  # 100 units
+    f.close("A", "BTC", "LONG", 100.0, T0 + 9 * MIN)
+    marks = [(T0 + m * MIN, "BTC", price, price) for m, price in ((2, 95.0), (4, 90.0), (6, 99.0))]
+
+    r = _report(f.executions, end_us=T0 + 10 * MIN, marks=marks)
+
+    # 10 % under water: 100 units × −10 less the exit fee at 90 and the entry fee
+    low = EQUITY - 5.0 - 1_000.0 - 100 * 90.0 * 5e-4
+    assert min(v for _, v in r.equity_curve) == pytest.approx(low)
+    assert r.max_drawdown_usd == pytest.approx(EQUITY - low)
+    assert r.max_drawdown_pct > 1.0  # main: 0.01 % (fills only)
+    assert r.marks == 3
+
+
+def test_build_report_when_three_minutes_of_data_then_sharpe_is_not_reported() -> None:
+    f = Fills()
+    f.open("A", "BTC", "LONG", 10_000.0, 100.0, T0 + 10_000_000)
+    f.close("A", "BTC", "LONG", 101.0, T0 + 70_000_000)
+
+    r = _report(f.executions, end_us=T0 + 3 * MIN)
+
+    assert r.sharpe is None  # main: a number annualised from 3 one-minute buckets
+    assert (r.sharpe_periods, r.sharpe_min_periods) == (3, 30)
+    assert "sqrt(525,600" in r.sharpe_annualisation
+    console = Console(record=True, width=200)
+    render_report(r, console)
+    assert "n/a (3 of 30 periods)" in console.export_text()
+
+
+def test_build_report_when_enough_periods_then_sharpe_reported_with_its_basis() -> None:
+    f = Fills()
+    for i in range(40):
+        ts = T0 + i * MIN
+        f.open(f"T{i}", "BTC", "LONG", 1_000.0, 100.0, ts + 1)
+        f.close(f"T{i}", "BTC", "LONG", 100.3 if i % 3 else 99.9, ts + 30_000_000)
+
+    r = _report(f.executions, end_us=T0 + 40 * MIN)
+
+    assert r.sharpe is not None
+    assert r.sharpe_periods == 40
+
+
+def test_build_report_when_trade_open_at_end_then_its_exit_fee_is_charged() -> None:
+    f = Fills()
+    f.open("A", "BTC", "LONG", 10_000.0, 100.0, T0 + 1 * HOUR)  # 100 units, fee 5.00
+
+    r = _report(f.executions, last_quotes={"BTC": (101.0, 101.1)})
+
+    exit_fee = 100 * 101.0 * 5e-4  # at the entry's fee rate, on the marked notional
+    assert r.exit_fees_open_usd == pytest.approx(exit_fee)
+    assert r.fees_usd == pytest.approx(5.0 + exit_fee)  # main: 5.00 (no exit fee)
+    assert r.pnl_net_usd == pytest.approx(100.0 - 5.0 - exit_fee)
+    assert r.equity_curve[-1][1] == pytest.approx(EQUITY + r.pnl_net_usd)
+
+
+def test_build_report_when_serialised_then_assumptions_are_in_the_json_and_rendered() -> None:
+    fills = _two_trades()
+    r = _report(fills.executions, funding_rate_bps={"BTC": 10.0})
+    console = Console(record=True, width=200)
+
+    data = json.loads(r.to_json())
+    render_report(r, console)
+
+    assert data["assumptions"] == list(r.assumptions)
+    assert len(r.assumptions) >= 6
+    assert BacktestReport.from_dict(data) == r
+    text = console.export_text()
+    assert "Assumptions" in text
+    assert "no price marks given" in text
+
+
+def test_build_report_when_old_report_json_without_new_fields_then_still_loads() -> None:
+    data = _report(_two_trades().executions).to_dict()
+    for name in ("assumptions", "sharpe_periods", "exit_fees_open_usd", "marks"):
+        del data[name]
+
+    r = BacktestReport.from_dict(data)
+
+    assert r.assumptions == ()
+
+
+def test_quote_marks_when_many_ticks_per_second_then_each_coins_last_quote_per_second() -> None:
+    marks = QuoteMarks(1_000_000)
+    for ts, coin, price in [
+        (T0 + 100, "BTC", 1.0),
+        (T0 + 900_000, "BTC", 2.0),
+        (T0 + 500, "ETH", 5.0),
+        (T0 + 1_200_000, "BTC", 3.0),
+    ]:
+        marks.add(ts, coin, price, price)
+
+    assert marks.marks() == [
+        (T0 + 500, "ETH", 5.0, 5.0),
+        (T0 + 900_000, "BTC", 2.0, 2.0),
+        (T0 + 1_200_000, "BTC", 3.0, 3.0),
+    ]

@@ -543,3 +543,19 @@ def test_override_config_when_valid_then_only_that_key_changes() -> None:
 def test_parse_assignment_when_not_key_value_then_invalid_input(text: str) -> None:
     with pytest.raises(InvalidBacktestInput, match="KEY=VALUE"):
         parse_assignment(text)
+
+
+def test_report_for_when_funding_rate_arrives_at_the_last_tick_then_no_earlier_trade_pays_it(
+    ticks: list[dict[str, Any]],
+) -> None:
+    last = ticks[-1]["ts"]
+    costs = [_funding(c.symbol, 0, last, 1_000.0) for c in universe(COINS)]
+
+    result = replay_ticks(_cfg(), ticks, cost_updates=costs)
+    report = report_for(_cfg(), result)
+
+    assert report.trades_closed > 0
+    assert report.funding_usd == 0.0  # main: every trade charged 1 000 bps over its life
+    assert result.funding_schedule == {c.symbol: [(last, 1_000.0)] for c in universe(COINS)}
+    assert report.marks > 0
+    assert report.sharpe is None or report.sharpe_periods >= report.sharpe_min_periods

@@ -32,6 +32,7 @@ from huracan.domain.errors import (
     NoQuoteError,
     StateFormatError,
 )
+from huracan.wiring import cost_settings
 
 HALF_SPREAD_BPS = 5.0 / 50_005.0 * 10_000.0
 
@@ -49,6 +50,7 @@ def model(clock: ManualClock) -> RealTimeCostModel:
         default_maker_fee_bps=2.0,
         default_taker_fee_bps=5.0,
         stale_after_seconds=30.0,
+        expected_holding_hours=8.0,  # one whole interval: funding_bps = the rate
         clock=clock,
     )
     m.update_spread("BTC", bid=50_000.0, ask=50_010.0)
@@ -373,7 +375,7 @@ def test_errors_when_raised_then_are_cost_errors_and_builtins() -> None:
 # --- ranking --------------------------------------------------------------------------------
 
 
-def test_rank_symbols_when_costs_differ_then_ordered_by_cost_efficiency(
+def test_rank_symbols_when_costs_differ_then_ordered_by_net_edge_after_cost(
     clock: ManualClock,
 ) -> None:
     m = RealTimeCostModel(clock=clock)
@@ -446,14 +448,53 @@ def test_real_time_cost_model_when_built_from_config_section_then_accepts_every_
     assert m.update_interval_seconds == 60.0
     assert m.settings.min_edge_after_cost_bps == 5.0
     assert m.settings.stale_after_seconds == 30.0
-    assert m.settings.expected_holding_hours == 8.0
+    # unset in engine.cost_model: the exit rules' 300 s time limit
+    assert m.settings.expected_holding_hours == pytest.approx(300.0 / 3600.0)
 
 
 def test_cost_settings_when_defaults_then_match_config_defaults() -> None:
-    section = dict(HuracanConfig().engine.cost_model)
+    config = HuracanConfig()
+    section = dict(config.engine.cost_model)
     section.pop("update_interval_seconds")
+    # unset in the config: the exit rules' time limit, which is CostSettings' default
+    assert section.pop("expected_holding_hours") is None
+    assert cost_settings(config) == CostSettings()
 
     assert {k: v for k, v in CostSettings().to_dict().items() if k in section} == section
+
+
+# --- issue 14: funding over the holding time, ranking by net edge -----------------------------
+
+
+def test_cost_check_when_funding_positive_and_held_minutes_then_long_and_short_both_pass() -> None:
+    book = CostBook(cost_settings(HuracanConfig()))
+    book.update_spread("BTC", 99.99, 100.01, 0.0)  # 1 bps half spread: 2 × (1 + 5) = 12 bps
+    book.update_funding_rate("BTC", 10.0)
+
+    long = book.check_trade_cost("BTC", 20.0, 0.0, direction="long")
+    short = book.check_trade_cost("BTC", 20.0, 0.0, direction="short")
+
+    # funding over 5 minutes of an 8 h interval: 10 × 5/480 bps, not 10 (main: -2 and +18)
+    assert long.ok
+    assert short.ok
+    assert long.edge_after_cost_bps == pytest.approx(8.0 - 10.0 * 5 / 480)
+    assert short.edge_after_cost_bps == pytest.approx(8.0 + 10.0 * 5 / 480)
+
+
+def test_rank_symbols_when_small_edge_keeps_more_of_itself_then_large_net_edge_ranks_first() -> (
+    None
+):
+    book = CostBook()
+    for symbol in ("SMALL", "LARGE"):
+        book.update_spread(symbol, 100.0, 100.0, 0.0)
+    book.update_fees("SMALL", 0.3, 5.0)  # maker 2 × 0.3: 6 bps keeps 5.4 (90 %)
+    book.update_fees("LARGE", 10.0, 5.0)  # maker 2 × 10: 100 bps keeps 80 (80 %)
+
+    ranking = book.rank_symbols(["SMALL", "LARGE"], {"SMALL": 6.0, "LARGE": 100.0}, 0.0, True)
+
+    assert [r.symbol for r in ranking] == ["LARGE", "SMALL"]  # main: SMALL first
+    assert ranking[0].edge_after_cost_bps == pytest.approx(80.0)
+    assert ranking[1].cost_efficiency == pytest.approx(0.9)
 
 
 def test_real_time_cost_model_when_no_clock_given_then_uses_wall_clock() -> None:
@@ -629,7 +670,7 @@ def test_edge_after_cost_when_any_inputs_then_equals_edge_minus_breakdown_total(
     include_funding: bool,
     direction: Any,
 ) -> None:
-    book = CostBook()
+    book = CostBook(CostSettings(expected_holding_hours=8.0))
     ask = bid * (1.0 + widen)
     book.update_spread("X", bid, ask, 0.0)
     book.update_fees("X", maker, taker)
@@ -660,7 +701,7 @@ def test_edge_after_cost_when_any_inputs_then_equals_edge_minus_breakdown_total(
     ),
     edge=st.floats(min_value=-50.0, max_value=500.0),
 )
-def test_rank_symbols_when_any_quotes_then_sorted_by_efficiency_with_dense_ranks(
+def test_rank_symbols_when_any_quotes_then_sorted_by_net_edge_with_dense_ranks(
     quotes: dict[str, tuple[float, float]], edge: float
 ) -> None:
     book = CostBook()
@@ -673,7 +714,7 @@ def test_rank_symbols_when_any_quotes_then_sorted_by_efficiency_with_dense_ranks
 
     assert [r.rank for r in ranking] == list(range(1, len(quotes) + 1))
     assert {r.symbol for r in ranking} == set(quotes)
-    effs = [r.cost_efficiency for r in ranking]
-    assert effs == sorted(effs, reverse=True)
+    net = [r.edge_after_cost_bps for r in ranking]
+    assert net == sorted(net, reverse=True)
     for r in ranking:
         assert r.edge_after_cost_bps == book.edge_after_cost(r.symbol, r.edge_bps)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from huracan.config import build_config
+from huracan.domain.costs import CostBook
 from huracan.domain.execution import (
     ExecutionError,
     ExitRules,
@@ -130,9 +131,10 @@ def _tick(bid: float, ask: float, ts: int = 1_100_000) -> dict:
 @pytest.mark.parametrize(
     ("bid", "ts", "why"),
     [
-        (100.1 * 1.0031, 1_100_000, "take_profit"),
-        (100.1 * 0.9979, 1_100_000, "stop_loss"),
-        (100.1, 1_000_000 + 50_000 + 300_000_000, "time_limit"),
+        # the entry mid is 100.05; a tick (bid, bid + 0.1) has mid bid + 0.05
+        (100.05 * 1.0031 - 0.05, 1_100_000, "take_profit"),
+        (100.05 * 0.9979 - 0.05, 1_100_000, "stop_loss"),
+        (100.0, 1_000_000 + 50_000 + 300_000_000, "time_limit"),
     ],
 )
 def test_on_tick_when_exit_rule_hit_then_one_close_request(bid: float, ts: int, why: str) -> None:
@@ -188,6 +190,81 @@ def test_on_request_when_open_then_entry_at_the_quote_the_exchange_fills() -> No
     assert trade_id == filled["trade_id"] == "trd:r1"
     assert pos.entry_price == filled["price"] == 100.1
     assert pos.units == pytest.approx(filled["size"])
+
+
+def test_on_tick_when_quote_unchanged_and_spread_wider_than_the_stop_then_no_stop_loss() -> None:
+    mon = PositionMonitor(ExitRules(stop_loss_bps=20))
+    mon.on_request({**_open_request("r1"), "bid": 100.0, "ask": 100.25})  # 25 bps spread
+
+    closes = mon.on_tick(_tick(100.0, 100.25))  # main: stopped out (ask to bid, -25 bps)
+
+    assert closes == []
+
+
+def test_on_tick_when_mid_falls_past_the_stop_then_stop_loss_for_long_and_not_short() -> None:
+    mon = PositionMonitor(ExitRules(stop_loss_bps=20, take_profit_bps=50))
+    mon.on_request({**_open_request("r1"), "bid": 100.0, "ask": 100.25})
+    mon.on_request({**_open_request("r2"), "direction": "SHORT", "bid": 100.0, "ask": 100.25})
+
+    closes = mon.on_tick(_tick(99.7, 99.95))  # mid 99.825: -30 bps for the long, +30 short
+
+    assert [(c["trade_id"], c["exit_reason"]) for c in closes] == [("trd:r1", "stop_loss")]
+
+
+def test_fill_when_fee_book_given_then_charges_the_coins_taker_fee() -> None:
+    book = CostBook()
+    book.update_fees("BTC", 1.0, 12.0)
+    ex = PaperExchange(PaperExchangeParams(taker_fee_bps=5.0), costs=book)
+
+    e = ex.fill(_decision("r1"))
+
+    assert e is not None
+    assert e["fees_usd"] == pytest.approx(10_000.0 * 12.0 / 1e4)
+
+
+def test_fill_when_size_beyond_quoted_size_then_price_walks_the_book() -> None:
+    ex = PaperExchange(PaperExchangeParams(quoted_size_usd=100_000.0, impact_bps=10.0))
+
+    small = ex.fill(_decision("r1", approved_size_usd=100_000.0))
+    big = ex.fill(_decision("r2", approved_size_usd=300_000.0))
+    sell = ex.fill(_decision("r3", direction="SHORT", approved_size_usd=300_000.0))
+
+    assert small is not None
+    assert big is not None
+    assert sell is not None
+    assert small["price"] == 100.1  # within the quoted size: at the touch
+    assert big["price"] == pytest.approx(100.1 * (1 + 20.0 / 1e4))  # 2 quoted sizes beyond
+    assert sell["price"] == pytest.approx(100.0 * (1 - 20.0 / 1e4))
+
+
+def test_fill_when_closing_a_position_larger_than_quoted_then_close_price_also_slips() -> None:
+    ex = PaperExchange(PaperExchangeParams(quoted_size_usd=100_000.0, impact_bps=10.0))
+    ex.fill(_decision("r1", approved_size_usd=200_000.0))
+
+    closed = ex.fill(_decision("c1", intent="CLOSE", trade_id="trd:r1", bid=100.0, ask=100.1))
+
+    assert closed is not None
+    units = 200_000.0 / (100.1 * 1.001)
+    slip = 10.0 * (units * 100.0 - 100_000.0) / 100_000.0
+    assert closed["price"] == pytest.approx(100.0 * (1 - slip / 1e4))
+
+
+def test_paper_exchange_params_when_bad_then_raise_naming_the_field() -> None:
+    with pytest.raises(ValueError, match="quoted_size_usd"):
+        PaperExchangeParams(quoted_size_usd=0.0)
+    with pytest.raises(ValueError, match="impact_bps"):
+        PaperExchangeParams(impact_bps=-1.0)
+
+
+def test_position_when_state_has_no_entry_mid_then_entry_price_stands_in() -> None:
+    mon = _monitor_with_long(ExitRules())
+    data = mon.to_dict()
+    for p in data["BTC"]:
+        del p["entry_mid"]
+
+    restored = PositionMonitor.from_dict(data)
+
+    assert restored.positions["BTC"]["trd:r1"].reference_mid == 100.1
 
 
 def test_on_request_when_short_then_entry_at_bid() -> None:

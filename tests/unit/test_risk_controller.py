@@ -116,12 +116,13 @@ def test_check_trade_when_coin_exactly_at_soft_threshold_then_approves(
     assert result.decision == RiskDecision.APPROVE
 
 
-def test_check_trade_when_coin_over_limit_then_blocks(rc: GlobalRiskController) -> None:
+def test_check_trade_when_coin_over_limit_then_cut_to_what_fits(rc: GlobalRiskController) -> None:
     rc.register_trade("t1", req(size=300_000.0))
 
     result = rc.check_trade(req(size=100_000.01))
 
-    assert result.decision == RiskDecision.BLOCK
+    assert result.decision == RiskDecision.THROTTLE
+    assert 0 < result.approved_size_usd < 100_000.0
     assert result.reason_code is RiskReason.COIN_LIMIT
     assert result.limit == "per_coin_max_exposure_pct"
     assert "BTC" in result.reason
@@ -136,7 +137,12 @@ def test_check_trade_when_coin_exactly_at_limit_and_no_soft_band_then_approves()
     past_limit = rc.check_trade(req(size=100_000.000001))
 
     assert at_limit.decision == RiskDecision.APPROVE
-    assert past_limit.decision == RiskDecision.BLOCK
+    # no band to taper over: what crosses the hard limit is cut to the 100k that fits
+    assert (past_limit.decision, past_limit.reason_code) == (
+        RiskDecision.THROTTLE,
+        RiskReason.COIN_LIMIT,
+    )
+    assert past_limit.approved_size_usd == pytest.approx(100_000.0)
 
 
 def test_check_trade_when_sector_over_80pct_then_throttles(rc: GlobalRiskController) -> None:
@@ -150,12 +156,15 @@ def test_check_trade_when_sector_over_80pct_then_throttles(rc: GlobalRiskControl
     assert "sector L1" in result.reason
 
 
-def test_check_trade_when_sector_over_limit_then_blocks(rc: GlobalRiskController) -> None:
+def test_check_trade_when_sector_over_limit_then_cut_to_what_fits(
+    rc: GlobalRiskController,
+) -> None:
     rc.register_trade("t1", req("BTC", 300_000.0))
 
     result = rc.check_trade(req("ETH", 300_000.01))  # L1 -> 60.000001%
 
-    assert result.decision == RiskDecision.BLOCK
+    assert result.decision == RiskDecision.THROTTLE
+    assert result.approved_size_usd < 300_000.0
     assert result.reason_code is RiskReason.SECTOR_LIMIT
     assert result.limit == "per_sector_max_exposure_pct"
 
@@ -182,26 +191,28 @@ def test_check_trade_when_exchange_over_80pct_then_throttles() -> None:
     assert result.limit == "per_exchange_max_exposure_pct"
 
 
-def test_check_trade_when_exchange_over_limit_then_blocks() -> None:
+def test_check_trade_when_exchange_over_limit_then_cut_to_what_fits() -> None:
     rc = make_controller(per_exchange_max_exposure_pct=10.0)
     rc.register_trade("t1", req("BTC", 50_000.0, exchange="kraken"))
 
     on_kraken = rc.check_trade(req("UNI", 50_001.0, exchange="kraken"))
     elsewhere = rc.check_trade(req("UNI", 50_001.0, exchange="okx"))
 
-    assert on_kraken.decision == RiskDecision.BLOCK
+    assert on_kraken.decision == RiskDecision.THROTTLE
+    assert on_kraken.approved_size_usd < 50_000.0
     assert on_kraken.reason_code is RiskReason.EXCHANGE_LIMIT
     assert elsewhere.decision == RiskDecision.APPROVE
 
 
-def test_check_trade_when_global_over_limit_then_blocks() -> None:
+def test_check_trade_when_global_over_limit_then_cut_to_what_fits() -> None:
     rc = make_controller(global_max_exposure_pct=10.0)
     rc.register_trade("t1", req("BTC", 40_000.0, exchange="a"))
     rc.register_trade("t2", req("UNI", 40_000.0, exchange="b"))
 
     result = rc.check_trade(req("DOGE", 20_001.0, exchange="c"))
 
-    assert result.decision == RiskDecision.BLOCK
+    assert result.decision == RiskDecision.THROTTLE
+    assert result.approved_size_usd < 20_000.0
     assert result.reason_code is RiskReason.GLOBAL_LIMIT
     assert result.limit == "global_max_exposure_pct"
     assert "global exposure" in result.reason
@@ -217,16 +228,18 @@ def test_check_trade_when_global_over_80pct_then_throttles() -> None:
     assert result.reason_code is RiskReason.GLOBAL_SOFT_LIMIT
 
 
-def test_check_trade_when_several_limits_exceeded_then_blocks_before_throttling(
+def test_check_trade_when_several_limits_exceeded_then_the_tightest_bucket_names_the_cut(
     rc: GlobalRiskController,
 ) -> None:
     rc.register_trade("t1", req("BTC", 300_000.0))
 
-    # ETH 35% is over its soft coin limit (throttle) and takes L1 to 65% (block)
+    # ETH 35% is past its soft coin threshold and takes L1 to 65% (over its hard limit):
+    # the sector admits less, so it binds
     result = rc.check_trade(req("ETH", 350_000.0))
 
-    assert result.decision == RiskDecision.BLOCK
+    assert result.decision == RiskDecision.THROTTLE
     assert result.reason_code is RiskReason.SECTOR_LIMIT
+    assert result.approved_size_usd < 300_000.0
 
 
 @pytest.mark.parametrize(
@@ -265,10 +278,14 @@ def test_check_trade_when_at_each_boundary_then_one_micro_usd_more_changes_decis
     past_hard = rc.check_trade(req("BTC", 50_000.0 + tiny))
 
     assert at_soft.decision == RiskDecision.APPROVE
+    assert at_soft.approved_size_usd == pytest.approx(30_000.0)
     assert (past_soft.decision, past_soft.reason_code) == (RiskDecision.THROTTLE, soft_code)
+    assert past_soft.approved_size_usd == pytest.approx(30_000.0)  # the curve is continuous
     assert (at_hard.decision, at_hard.reason_code) == (RiskDecision.THROTTLE, soft_code)
-    assert (past_hard.decision, past_hard.reason_code) == (RiskDecision.BLOCK, hard_code)
-    assert at_soft.max_approvable_size_usd == pytest.approx(30_000.0)
+    assert (past_hard.decision, past_hard.reason_code) == (RiskDecision.THROTTLE, hard_code)
+    # 30k to the soft threshold, then 20k × (1 − e^(−20k/20k)) of the band
+    assert at_hard.approved_size_usd == pytest.approx(30_000.0 + 20_000.0 * (1 - math.exp(-1)))
+    assert past_hard.approved_size_usd >= at_hard.approved_size_usd
     assert at_soft.max_allowed_size_usd == pytest.approx(50_000.0)
 
 
@@ -278,8 +295,9 @@ def test_check_trade_when_gross_mode_then_long_and_short_both_add() -> None:
 
     result = rc.check_trade(req("BTC", 200_000.01, direction="short"))
 
-    assert result.decision == RiskDecision.BLOCK
+    assert result.decision == RiskDecision.THROTTLE
     assert result.reason_code is RiskReason.COIN_LIMIT
+    assert result.approved_size_usd < 200_000.0
 
 
 def test_check_trade_when_net_mode_and_trade_offsets_then_approves_as_risk_reducing() -> None:
@@ -301,14 +319,14 @@ def test_check_trade_when_net_mode_then_offsetting_size_extends_headroom() -> No
     result = rc.check_trade(req("BTC", 1_000.0, direction="short"))
 
     # a short can go through the 200k long and on to the 320k soft limit on the other side
-    assert result.max_approvable_size_usd == pytest.approx(520_000.0)
+    assert result.approved_size_usd == pytest.approx(1_000.0)
     assert result.max_allowed_size_usd == pytest.approx(600_000.0)
     assert rc.check_trade(req("BTC", 520_000.0, direction="short")).decision == (
         RiskDecision.APPROVE
     )
-    assert rc.check_trade(req("BTC", 600_000.01, direction="short")).decision == (
-        RiskDecision.BLOCK
-    )
+    past = rc.check_trade(req("BTC", 600_000.01, direction="short"))
+    assert past.decision == RiskDecision.THROTTLE
+    assert 520_000.0 < past.approved_size_usd < 600_000.0
 
 
 def test_register_trade_when_net_mode_then_summary_shows_net_exposure() -> None:
@@ -329,7 +347,7 @@ def test_check_trade_when_bucket_already_over_limit_then_only_increases_are_refu
     rc.update_equity(500_000.0)  # BTC is now 60% of equity, over its 40% limit
     rc.reset_breaker("drawdown")  # the 50% drawdown is not under test here
 
-    more = rc.check_trade(req("BTC", 1.0))
+    more = rc.check_trade(req("BTC", 100.0))
     less = rc.check_trade(req("BTC", 1_000.0, direction="short"))
     other = rc.check_trade(req("UNI", 1_000.0, exchange="okx"))
 
@@ -342,33 +360,37 @@ def test_check_trade_when_bucket_already_over_limit_then_only_increases_are_refu
 # --- largest approvable size ----------------------------------------------------------------
 
 
-def test_check_trade_when_throttled_then_max_approvable_size_is_approved(
+def test_check_trade_when_throttled_then_approved_size_is_the_resize_and_is_approved_again(
     rc: GlobalRiskController,
 ) -> None:
     rc.register_trade("t1", req("BTC", 300_000.0))
     result = rc.check_trade(req("ETH", 250_000.0))
 
-    retry = rc.check_trade(req("ETH", result.max_approvable_size_usd))
-    one_more = rc.check_trade(req("ETH", result.max_approvable_size_usd + 0.000001))
+    at_soft = rc.check_trade(req("ETH", 180_000.0))  # 48% L1 soft - 30%
+    retry = rc.check_trade(req("ETH", result.approved_size_usd))
 
     assert result.decision == RiskDecision.THROTTLE
-    assert result.max_approvable_size_usd == pytest.approx(180_000.0)  # 48% L1 soft - 30%
-    assert retry.decision == RiskDecision.APPROVE
-    assert one_more.decision == RiskDecision.THROTTLE
+    # 180k to the L1 soft threshold, then 120k × (1 − e^(−70k/120k)) of the band
+    assert result.approved_size_usd == pytest.approx(
+        180_000.0 + 120_000.0 * (1 - math.exp(-70 / 120)), abs=1e-6
+    )
+    assert result.max_approvable_size_usd == result.approved_size_usd
+    assert at_soft.decision == RiskDecision.APPROVE
+    assert retry.decision == RiskDecision.THROTTLE  # past the soft threshold, resized again
+    assert retry.approved_size_usd < result.approved_size_usd
 
 
-def test_check_trade_when_blocked_then_max_allowed_size_is_not_blocked(
+def test_check_trade_when_any_size_requested_then_approved_stays_below_max_allowed_size(
     rc: GlobalRiskController,
 ) -> None:
     rc.register_trade("t1", req("BTC", 300_000.0))
     result = rc.check_trade(req("ETH", 350_000.0))
 
-    retry = rc.check_trade(req("ETH", result.max_allowed_size_usd))
-    one_more = rc.check_trade(req("ETH", result.max_allowed_size_usd + 0.000001))
+    huge = rc.check_trade(req("ETH", 1e9))
 
     assert result.max_allowed_size_usd == pytest.approx(300_000.0)
-    assert retry.decision == RiskDecision.THROTTLE
-    assert one_more.decision == RiskDecision.BLOCK
+    assert result.approved_size_usd < huge.approved_size_usd <= 300_000.0
+    assert huge.approved_size_usd == pytest.approx(300_000.0, abs=0.01)
 
 
 def test_check_trade_when_approved_then_reports_exposure_snapshot(
@@ -474,7 +496,8 @@ def test_reserve_trade_when_reserved_then_next_check_sees_it(rc: GlobalRiskContr
 
     result = rc.check_trade(req("BTC", 100_000.01))
 
-    assert result.decision == RiskDecision.BLOCK
+    assert result.decision == RiskDecision.THROTTLE
+    assert result.approved_size_usd < 100_000.0
 
 
 def test_reserve_trade_when_net_mode_and_order_offsets_then_charged_in_full() -> None:
@@ -504,12 +527,26 @@ def test_register_trade_when_net_mode_reservation_fills_then_it_offsets() -> Non
     assert rc.get_exposure_summary()["per_coin"]["BTC"]["exposure_usd"] == pytest.approx(100_000.0)
 
 
-def test_reserve_trade_when_throttled_then_holds_nothing(rc: GlobalRiskController) -> None:
+def test_reserve_trade_when_throttled_then_holds_the_resized_size(
+    rc: GlobalRiskController,
+) -> None:
     result = rc.reserve_trade("r1", req("BTC", 350_000.0))
 
     assert result.decision == RiskDecision.THROTTLE
+    assert rc.in_flight_trades == 1
+    assert rc.get_exposure_summary()["global"]["total_exposure_usd"] == pytest.approx(
+        result.approved_size_usd
+    )
+    assert 320_000.0 < result.approved_size_usd < 350_000.0
+
+
+def test_reserve_trade_when_blocked_then_holds_nothing(rc: GlobalRiskController) -> None:
+    rc.engage_kill_switch("ops")
+
+    result = rc.reserve_trade("r1", req("BTC", 1_000.0))
+
+    assert result.decision == RiskDecision.BLOCK
     assert rc.in_flight_trades == 0
-    assert rc.get_exposure_summary()["global"]["total_exposure_usd"] == 0.0
 
 
 def test_register_trade_when_reserved_then_fill_replaces_reservation(
@@ -653,7 +690,9 @@ def test_update_equity_when_equity_halves_then_percentages_double(
     summary = rc.get_exposure_summary()
     assert summary["global"]["total_exposure_pct"] == pytest.approx(20.0)
     assert summary["per_coin"]["BTC"]["exposure_pct"] == pytest.approx(20.0)
-    assert rc.check_trade(req("BTC", 100_000.01)).decision == RiskDecision.BLOCK
+    # the coin limit is now 200k: 100k more would reach it, so it is cut into the band
+    assert rc.check_trade(req("BTC", 100_000.01)).decision == RiskDecision.THROTTLE
+    assert rc.check_trade(req("BTC", 60_000.0)).decision == RiskDecision.APPROVE
 
 
 def test_update_equity_when_drawdown_reaches_limit_then_trips_and_blocks(

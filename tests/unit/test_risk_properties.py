@@ -10,6 +10,7 @@ reservations, fills, registrations, closes, breaker events (and, in one test, eq
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from typing import Any
 
@@ -154,9 +155,25 @@ _BREAKER_CODES = (
 _BUCKET_CODES = {"coin": "per_coin", "sector": "per_sector", "exchange": "per_exchange"}
 
 
-def oracle(rc: GlobalRiskController, trade: TradeRequest, reserve: bool = False) -> tuple[str, str]:
-    """The decision and reason code the module docstring's rules give, computed naively (by
-    re-folding every trade) rather than from running totals."""
+def _taper(total: int, hard: int, soft: int, free: int, size: int) -> int:
+    """The throttle curve of the module docstring, written out again for the oracle."""
+    if size <= free:
+        return size
+    below = max(soft - total, 0)
+    if size - free <= below:
+        return size
+    start = max(total, soft)
+    if start >= hard:
+        return free + below
+    rest = size - free - below
+    return free + below + math.floor((hard - start) * -math.expm1(-rest / (hard - soft)))
+
+
+def oracle(
+    rc: GlobalRiskController, trade: TradeRequest, reserve: bool = False
+) -> tuple[str, str, int]:
+    """The decision, reason code and approved micro-USD the module docstring's rules give,
+    computed naively (by re-folding every trade) rather than from running totals."""
     units = trade.size_units
     closing = trade.closes_trade_id is not None
     leg = (trade.coin, trade.exchange, trade.direction, -units if closing else units, reserve)
@@ -175,21 +192,37 @@ def oracle(rc: GlobalRiskController, trade: TradeRequest, reserve: bool = False)
     if rises:
         for name, code in _BREAKER_CODES:
             if breakers[name].tripped:  # type: ignore[index]
-                return "BLOCK", code
+                return "BLOCK", code, 0
     count = rc.active_trades + rc.in_flight_trades
     if not closing:
         if count + 1 > rc.limits.max_concurrent_trades:
-            return "BLOCK", "max_concurrent_trades"
+            return "BLOCK", "max_concurrent_trades", 0
         if count + 1 > rc.limits.max_active_trades:
-            return "BLOCK", "max_active_trades"
-    for table, decision, suffix in (
-        ("limits", "BLOCK", "_limit"),
-        ("soft_limits", "THROTTLE", "_soft_limit"),
-    ):
-        for key in rises:
-            if after_all[key] > limits[table][key[0]]:
-                return decision, _BUCKET_CODES.get(key[0], key[0]) + suffix
-    return "APPROVE", "approved" if rises else "risk_reducing"
+            return "BLOCK", "max_active_trades", 0
+    if not rises:
+        return "APPROVE", "risk_reducing", units
+    approved = units
+    binding: tuple[str, str] | None = None
+    for key in rises:
+        total = before.get(key, 0)
+        free = units - (after_all[key] - total)
+        admitted = _taper(
+            total, limits["limits"][key[0]], limits["soft_limits"][key[0]], free, units
+        )
+        if admitted < approved:
+            approved, binding = admitted, key
+    minimum = max(round(rc.limits.min_trade_usd * MICRO_USD), 1)
+    if binding is None:
+        if units < minimum:
+            return "BLOCK", "below_min_size", 0
+        return "APPROVE", "approved", units
+    prefix = _BUCKET_CODES.get(binding[0], binding[0])
+    if approved == 0:
+        return "BLOCK", prefix + "_limit", 0
+    if approved < minimum:
+        return "BLOCK", "below_min_size", 0
+    crossing = after_all[binding] > limits["limits"][binding[0]]
+    return "THROTTLE", prefix + ("_limit" if crossing else "_soft_limit"), approved
 
 
 def run(
@@ -211,20 +244,18 @@ def run(
                 result = rc.reserve_trade(trade_id, trade, timestamp=float(seq))
             else:
                 result = rc.check_trade(trade)
-                if result.decision is RiskDecision.APPROVE:
-                    rc.register_trade(trade_id, trade, timestamp=float(seq))
-                elif (
-                    result.decision is RiskDecision.THROTTLE
-                    and result.max_approvable_size_usd * MICRO_USD >= 1
-                ):
-                    smaller = request(coin, direction, result.max_approvable_size_usd, exchange)
-                    retry = rc.check_trade(smaller)
-                    assert retry.decision is RiskDecision.APPROVE, retry
-                    rc.register_trade(trade_id, smaller, timestamp=float(seq))
-            assert (str(result.decision), str(result.reason_code)) == expected, (op, result)
-            assert result.max_approvable_size_usd <= result.max_allowed_size_usd
-            if result.decision is RiskDecision.APPROVE:
-                assert result.max_approvable_size_usd * MICRO_USD >= trade.size_units
+                if result.decision is not RiskDecision.BLOCK:
+                    # as the sequencer: register the approved (possibly resized) size
+                    approved = request(coin, direction, result.approved_size_usd, exchange)
+                    rc.register_trade(trade_id, approved, timestamp=float(seq))
+            got = (
+                str(result.decision),
+                str(result.reason_code),
+                round(result.approved_size_usd * MICRO_USD),
+            )
+            assert got == expected, (op, result)
+            assert result.approved_size_usd <= result.max_allowed_size_usd + 1e-6
+            assert result.approved_size_usd * MICRO_USD <= trade.size_units + 0.5
             decisions.append((kind, str(result.decision), str(result.reason_code), result))
         elif kind == "fill" and rc.reservations():
             held = rc.reservations()[op[1] % len(rc.reservations())]
@@ -250,12 +281,17 @@ def run(
             )
             expected = oracle(rc, close)
             result = rc.check_trade(close)
-            assert (str(result.decision), str(result.reason_code)) == expected, (op, result)
+            got = (
+                str(result.decision),
+                str(result.reason_code),
+                round(result.approved_size_usd * MICRO_USD),
+            )
+            assert got == expected, (op, result)
             if rc.limits.exposure_mode == "gross":
                 assert result.decision is RiskDecision.APPROVE
                 assert result.risk_reducing
-            if result.decision is RiskDecision.APPROVE:
-                rc.close_trade(opened.trade_id, size)
+            if result.decision is not RiskDecision.BLOCK:
+                rc.close_trade(opened.trade_id, result.approved_size_usd)
             decisions.append(("close", str(result.decision), result))
         elif kind == "error":
             decisions.append(("error", rc.record_execution_error(timestamp=float(seq))))

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
 
 from huracan.config import build_config
-from huracan.domain.risk import GlobalRiskController, RiskLimits
+from huracan.domain.risk import GlobalRiskController, RiskLimits, TradeRequest
 from huracan.domain.sequencer import RiskSequencer, trade_id_for
 from huracan.streams.serde import make_serde
 
@@ -71,29 +72,45 @@ def test_decide_when_request_redelivered_then_none_and_state_unchanged() -> None
     assert seq.controller.to_dict() == before
 
 
-def test_decide_when_over_soft_threshold_then_throttles_to_largest_approvable_size() -> None:
-    # per-coin limit 40% of 100k = 40k; soft at 80% = 32k
+def test_decide_when_over_soft_threshold_then_throttles_along_the_curve() -> None:
+    # per-coin limit 40% of 100k = 40k; soft at 80% = 32k; the 3k past it taper over the band
     seq = _sequencer()
 
     d = seq.decide(_open(1, size=35_000.0))
 
+    expected = 32_000.0 + 8_000.0 * (1 - math.exp(-3 / 8))
     assert d is not None
     assert d["decision"] == "THROTTLE"
-    assert d["approved_size_usd"] == pytest.approx(32_000.0)
-    assert seq.controller.get_trade(trade_id_for("r1")).size_usd == pytest.approx(32_000.0)
+    assert d["approved_size_usd"] == pytest.approx(expected, abs=1e-6)
+    assert seq.controller.get_trade(trade_id_for("r1")).size_usd == pytest.approx(
+        expected, abs=1e-6
+    )
 
 
-def test_decide_when_over_hard_limit_then_blocks_and_registers_nothing() -> None:
+def test_decide_when_over_hard_limit_then_cut_to_what_fits_and_registered() -> None:
     seq = _sequencer()
 
     d = seq.decide(_open(1, size=50_000.0))
+
+    assert d is not None
+    assert d["decision"] == "THROTTLE"
+    assert d["reason_code"] == "per_coin_limit"
+    assert 32_000.0 < d["approved_size_usd"] < 40_000.0
+    assert seq.controller.get_trade(trade_id_for("r1")).size_usd == d["approved_size_usd"]
+
+
+def test_decide_when_coin_full_then_blocks_and_registers_nothing() -> None:
+    seq = _sequencer()
+    seq.controller.register_trade("t0", TradeRequest("BTC", "long", 40_000.0, "binance"))
+
+    d = seq.decide(_open(1, size=5_000.0))
 
     assert d is not None
     assert d["decision"] == "BLOCK"
     assert d["reason_code"] == "per_coin_limit"
     assert d["approved_size_usd"] == 0.0
     assert d["trade_id"] is None
-    assert seq.controller.active_trades == 0
+    assert seq.controller.active_trades == 1
 
 
 def test_decide_when_request_invalid_then_blocked_as_invalid_request() -> None:
@@ -140,7 +157,8 @@ def test_apply_control_when_limit_changed_then_next_decision_uses_it() -> None:
 
     assert out.applied
     assert d is not None
-    assert d["decision"] == "BLOCK"
+    assert d["decision"] == "THROTTLE"  # the 1% limit is 1k: cut to fit under it
+    assert d["approved_size_usd"] < 1_000.0
 
 
 @pytest.mark.parametrize(

@@ -126,11 +126,12 @@ async def test_spec_cost_example_when_run_as_written_then_prints_edges_and_ranki
     # --- end of the spec's example ---------------------------------------------------------
 
     out = capsys.readouterr().out.splitlines()
-    # 20 bps - 2 legs x (0 spread + 2 bps maker fee) - 10 bps funding over 8 h of 8 h = 6 bps
+    # 20 bps - 2 legs x (0 spread + 2 bps maker fee) - 10 bps funding over the default
+    # expected holding time (the exit rules' 5 minutes) of an 8 h interval = 15.896 bps
     assert out == [
-        "Edge after cost: 6.0 bps",
+        "Edge after cost: 15.895833333333332 bps",
         "Trade passes cost threshold",
-        "BTC: efficiency=0.30, rank=1",
+        "BTC: efficiency=0.79, rank=1",
     ]
     assert not cost_model.running
 
