@@ -120,6 +120,22 @@ class CostModelConfig(_Section):
     funding_interval_hours: float = Field(8.0, gt=0)
 
 
+class ExitsConfig(_Section):
+    """``engine.exits``: when an open trade is closed (``huracan.domain.execution.ExitRules``).
+
+    The defaults are ``ExitRules``' own; ``huracan sweep`` varies them like any other key.
+    """
+
+    #: close once the trade's return (marked at the closing side of the quote) reaches this
+    take_profit_bps: float = Field(30.0, gt=0)
+    #: close once the trade's return falls to minus this
+    stop_loss_bps: float = Field(20.0, gt=0)
+    #: close once the trade has been held this long (event time)
+    max_holding_seconds: float = Field(300.0, gt=0)
+    #: close on a signal in the opposite direction
+    close_on_reversal: bool = True
+
+
 class ModelRegistryConfig(_Section):
     """The spec's ``engine.model_registry``; ``metadata_db`` empty or absent means file storage."""
 
@@ -142,6 +158,7 @@ class EngineConfig(_Section):
     risk: RiskConfig = RiskConfig()
     cost_model: CostModelConfig = CostModelConfig()
     model_registry: ModelRegistryConfig = ModelRegistryConfig()
+    exits: ExitsConfig = ExitsConfig()
 
     @field_validator("active_coins")
     @classmethod
@@ -290,6 +307,42 @@ class StorageConfig(_Section):
     archive: ArchiveConfig = ArchiveConfig()
 
 
+class ResearchConfig(_Section):
+    """``research:``: ``huracan retrain`` and ``huracan sweep`` (docs/research.md).
+
+    Both run their tasks on Dask distributed: ``scheduler`` names a running scheduler
+    (``tcp://HOST:8786``); ``None`` starts a local cluster of ``local_workers`` processes.
+    """
+
+    #: Dask scheduler address; None = a LocalCluster of processes on this machine
+    scheduler: str | None = None
+    #: worker processes of the local cluster (one thread each)
+    local_workers: int = Field(2, ge=1)
+    #: walk-forward folds: the period is cut into folds + 1 equal blocks, fold k trains on
+    #: block k and is tested on block k + 1
+    folds: int = Field(3, ge=1)
+    #: the momentum candidate's grid: entry_z values tried on each training window
+    momentum_entry_z: tuple[float, ...] = (1.0, 1.5, 2.0, 2.5, 3.0)
+    #: the linear candidate's grid: entry_z values (in standard deviations of its score)
+    linear_entry_z: tuple[float, ...] = (1.0, 1.5, 2.0, 2.5)
+    #: ridge penalty of the linear fit (on standardised features)
+    ridge_alpha: float = Field(10.0, ge=0)
+    #: the linear fit's target: the mid's log return over this many of the coin's next ticks
+    linear_horizon_ticks: int = Field(20, ge=1)
+    #: promote a candidate only when its out-of-sample Sharpe beats the coin's active model's
+    #: (or, without one, the built-in baseline's) by more than this
+    promotion_margin_sharpe: float = Field(0.5, ge=0)
+    #: ... and it closed at least this many trades out of sample
+    promotion_min_trades: int = Field(5, ge=0)
+
+    @field_validator("momentum_entry_z", "linear_entry_z")
+    @classmethod
+    def _positive_grid(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if not v or any(not x > 0 for x in v):
+            raise ValueError(f"must be a non-empty list of positive numbers, got {list(v)}")
+        return v
+
+
 class HuracanConfig(_Section):
     engine: EngineConfig = EngineConfig()
     kafka: KafkaConfig = KafkaConfig()
@@ -297,6 +350,7 @@ class HuracanConfig(_Section):
     postgres: PostgresConfig = PostgresConfig()
     faust: FaustConfig = FaustConfig()
     storage: StorageConfig = StorageConfig()
+    research: ResearchConfig = ResearchConfig()
 
     def redacted(self) -> dict[str, Any]:
         """A JSON-safe dump with every secret shown as ``'**********'``."""

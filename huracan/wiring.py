@@ -44,7 +44,13 @@ def new_sequencer(cfg: HuracanConfig) -> RiskSequencer:
 
 
 def exit_rules(cfg: HuracanConfig) -> ExitRules:
-    return ExitRules()
+    e = cfg.engine.exits
+    return ExitRules(
+        take_profit_bps=e.take_profit_bps,
+        stop_loss_bps=e.stop_loss_bps,
+        max_holding_us=round(e.max_holding_seconds * 1_000_000),
+        close_on_reversal=e.close_on_reversal,
+    )
 
 
 def build_engine(
