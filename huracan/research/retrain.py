@@ -165,20 +165,16 @@ def promotion_decision(
     """
     s = candidate.get("sharpe")
     if s is None or not math.isfinite(float(s)):
-        return PromotionDecision(False, "no out-of-sample Sharpe (no trades)")
+        return PromotionDecision(False, "no trades out of sample")
     trades = int(candidate.get("trades_closed") or 0)
     if trades < min_trades:
-        return PromotionDecision(False, f"{trades} trades < {min_trades} required")
+        return PromotionDecision(False, f"{trades} trades < {min_trades}")
     inc = incumbent.get("sharpe")
     inc_s = float(inc) if inc is not None and math.isfinite(float(inc)) else 0.0
     lead = float(s) - inc_s
     if lead > margin:
-        return PromotionDecision(
-            True, f"Sharpe {float(s):.2f} beats {inc_s:.2f} by {lead:.2f} > {margin:g}"
-        )
-    return PromotionDecision(
-        False, f"Sharpe {float(s):.2f} vs {inc_s:.2f}: lead {lead:.2f} <= {margin:g}"
-    )
+        return PromotionDecision(True, f"Sharpe lead {lead:.2f} > {margin:g}")
+    return PromotionDecision(False, f"Sharpe lead {lead:.2f} <= {margin:g}")
 
 
 @dataclass
@@ -348,25 +344,19 @@ def run_retrain(
                 row.reason = "too little data to fit on the last training window"
             coin_rows.append(row)
         fitted = [c for c in coin_rows if c.params is not None]
-        best = max(
-            fitted,
-            key=lambda c: (
-                c.oos["sharpe"] is not None,
-                c.oos["sharpe"] or 0.0,
-                c.oos["pnl_net_usd"],
-            ),
-            default=None,
-        )
-        for c in fitted:
-            decision = promotion_decision(
+        decisions = {
+            c.family: promotion_decision(
                 c.oos, inc, margin=r.promotion_margin_sharpe, min_trades=r.promotion_min_trades
             )
-            c.promoted = decision.promote and c is best
-            c.reason = (
-                decision.reason
-                if c is best or not decision.promote
-                else ("beaten by the coin's better candidate")
-            )
+            for c in fitted
+        }
+        qualified = [c for c in fitted if decisions[c.family].promote]
+        best = max(qualified, key=lambda c: (c.oos["sharpe"], c.oos["pnl_net_usd"]), default=None)
+        for c in fitted:
+            c.promoted = c is best
+            c.reason = decisions[c.family].reason
+            if decisions[c.family].promote and not c.promoted:
+                c.reason = f"{c.reason}; {best.family if best else '?'} is better"
             if not dry_run:
                 assert registry is not None
                 _register(registry, c, incumbents[coin][0], windows)
@@ -416,18 +406,24 @@ def _f(value: Any, spec: str = ",.2f") -> str:
 def render_retrain(result: RetrainResult, console: Console) -> None:
     """The candidates, their out-of-sample figures against the incumbent's, and their fate."""
     title = "retrain" + (" (dry run: nothing registered)" if result.dry_run else "")
-    table = Table(title=f"{title}: {len(result.windows)} walk-forward folds")
-    for col in ("coin", "model", "regime", "version", "oos pnl net", "sharpe", "win rate",
-                "max dd %", "trades", "vs incumbent", "promoted", "why"):  # fmt: skip
-        table.add_column(col, justify="right" if col not in ("coin", "model", "why") else "left")
+    table = Table(
+        title=f"{title}: {len(result.windows)} walk-forward folds, out-of-sample figures",
+        caption="incumbents: "
+        + ", ".join(
+            f"{coin} {inc['model']} (Sharpe {_f(inc['oos']['sharpe'])}, "
+            f"pnl {_f(inc['oos']['pnl_net_usd'], ',.0f')})"
+            for coin, inc in result.incumbents.items()
+        ),
+    )
+    for col in ("coin", "model", "regime", "ver", "pnl net $", "sharpe", "win", "dd %",
+                "trades", "promoted: why"):  # fmt: skip
+        table.add_column(col, justify="left" if col in ("coin", "model", "regime") else "right")
     for c in result.candidates:
-        inc = result.incumbents[c.coin]
         table.add_row(
             c.coin, c.family, c.regime, _f(c.version, "d"),
-            _f(c.oos["pnl_net_usd"]), _f(c.oos["sharpe"]), _f(c.oos["win_rate"], ".3f"),
-            _f(c.oos["max_drawdown_pct"], ".3f"), str(c.oos["trades_closed"]),
-            f"{inc['model']} {_f(inc['oos']['sharpe'])}",
-            "[green]yes[/green]" if c.promoted else "no", c.reason,
+            _f(c.oos["pnl_net_usd"], ",.0f"), _f(c.oos["sharpe"]), _f(c.oos["win_rate"]),
+            _f(c.oos["max_drawdown_pct"]), str(c.oos["trades_closed"]),
+            ("[green]yes[/green]: " if c.promoted else "no: ") + c.reason,
         )  # fmt: skip
     console.print(table)
 

@@ -156,12 +156,15 @@ def render_sweep(result: SweepResult, console: Console, *, top: int | None = Non
     """The points as a table, best ``metric`` first (``top`` rows when given), and the
     influence ranking."""
     keys = list(result.grid)
-    table = Table(title=f"sweep: {len(result.points)} points, ranked by {result.metric}")
+    table = Table(
+        title=f"sweep: {len(result.points)} points, best {result.metric} first",
+        caption="axes: " + ", ".join(f"{i + 1}={k}" for i, k in enumerate(keys)),
+    )
     table.add_column("point")
-    for k in keys:
-        table.add_column(k, justify="right")
-    for m in ("pnl_net_usd", "sharpe", "win_rate", "max_drawdown_pct", "trades_closed"):
-        table.add_column(m, justify="right")
+    for i, k in enumerate(keys):
+        table.add_column(f"{i + 1}:{k.rsplit('.', 1)[-1][:14]}", justify="right")
+    for header in ("pnl net $", "sharpe", "win", "max dd %", "trades"):
+        table.add_column(header, justify="right")
     descending = result.metric != "max_drawdown_pct"
 
     def order(row: Mapping[str, Any]) -> float:
@@ -175,10 +178,10 @@ def render_sweep(result: SweepResult, console: Console, *, top: int | None = Non
         table.add_row(
             row["point_id"],
             *(_fmt(row["values"][k], "g") for k in keys),
-            _fmt(row["pnl_net_usd"]),
-            _fmt(row["sharpe"]),
-            _fmt(row["win_rate"], ".3f"),
-            _fmt(row["max_drawdown_pct"], ".3f"),
+            _fmt(row["pnl_net_usd"], ",.0f"),
+            _fmt(row["sharpe"], ".2f"),
+            _fmt(row["win_rate"], ".2f"),
+            _fmt(row["max_drawdown_pct"], ".2f"),
             _fmt(row["trades_closed"]),
         )
     console.print(table)
@@ -218,7 +221,8 @@ def write_heatmap(result: SweepResult, path: str | Path, *, dpi: int = 100) -> P
     )
     nan = float("nan")
     data = [[nan if c is None else c for c in r] for r in cells]
-    fig = Figure(figsize=(1.6 + 1.3 * len(cols), 1.4 + 0.6 * len(rows)), dpi=dpi)
+    size = (max(6.5, 2.8 + 1.2 * len(cols)), max(3.6, 1.8 + 0.6 * len(rows)))
+    fig = Figure(figsize=size, dpi=dpi)
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     image = ax.imshow(data, cmap="RdYlGn", aspect="auto")
@@ -233,8 +237,8 @@ def write_heatmap(result: SweepResult, path: str | Path, *, dpi: int = 100) -> P
     shares = dict(result.ranking)
     ax.set_title(
         f"{result.metric}, mean over the other axes\n"
-        f"{row_key} ({shares[row_key]:.0%})"
-        + (f" × {col_key} ({shares[col_key]:.0%})" if col_key else ""),
+        f"rows {row_key} ({shares[row_key]:.0%} of its variance)"
+        + (f"\ncolumns {col_key} ({shares[col_key]:.0%})" if col_key else ""),
         fontsize=9,
     )
     fig.colorbar(image, ax=ax, label=result.metric)
@@ -247,7 +251,7 @@ def write_sweep_outputs(result: SweepResult, out_dir: str | Path) -> tuple[Path,
     """``sweep.json`` and ``sweep_heatmap.png`` into ``out_dir``; their paths."""
     out = Path(out_dir)
     json_path = out / SWEEP_JSON
-    text = json.dumps(result.to_dict(), indent=2, sort_keys=True, default=str)
+    text = json.dumps(result.to_dict(), indent=2, default=str)  # axis order kept
     _write_atomic(json_path, lambda fh: fh.write(text + "\n"))
     return json_path, write_heatmap(result, out / SWEEP_PNG)
 
