@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from huracan.backtest.run import override_config
 from huracan.config import HuracanConfig, build_config
 from huracan.domain.universe import universe
 from huracan.models import RegistryModels
@@ -22,6 +23,15 @@ from huracan.simulate import MarketSimulator
 from huracan.storage import ModelRegistry
 from huracan.storage.archive import ArchiveWriter
 from tests.integration.dask_support import DaskCluster, dask_cluster
+from tests.integration.pipeline_support import (
+    create_topics,
+    http_json,
+    pipeline_config,
+    publish_ticks,
+    read_topic,
+    running_worker,
+)
+from tests.waiting import wait_until
 
 #: 2026-01-01T00:00:00Z in epoch microseconds
 T0 = 1_767_225_600_000_000
@@ -196,3 +206,55 @@ def test_retrain_when_lead_above_then_below_margin_then_promoted_only_below(
     served = models(coin)
     assert served is not None
     assert served.version == f"{coin}:{winner.family}@{winner.version}"
+
+
+def test_retrain_when_model_promoted_then_running_worker_signals_with_it(
+    archive: Path, cluster: DaskCluster, kafka_bootstrap: str, tmp_path: Path, unique_name: Any
+) -> None:
+    # arrange: a worker trading the baseline, with a file registry of its own
+    base = pipeline_config(kafka_bootstrap, unique_name("research"))
+    cfg = override_config(
+        base,
+        {
+            "engine.model_registry.storage_path": str(tmp_path / "models"),
+            "engine.model_registry.refresh_seconds": 1.0,
+            "research.promotion_margin_sharpe": 0.0,
+            "research.promotion_min_trades": 0,
+            "research.folds": 2,
+        },
+    )
+    create_topics(cfg)
+    registry = ModelRegistry.from_config(cfg)
+    with running_worker(cfg, tmp_path / "worker") as (_proc, port):
+        wait_until(lambda: http_json(port, "/health") is not None, 60, what="the worker's /health")
+        assert http_json(port, "/health")["models"]["models"] == {}
+
+        # act: retrain on the cluster promotes a model; the worker's refresh picks it up
+        with DaskExecutor(cluster.address) as executor:
+            result = run_retrain(
+                cfg, executor, registry, root=archive, coins=["BTC", "ETH"], start=T0,
+                end=T0 + int(TICKS / RATE * 1e6) + 1,
+            )  # fmt: skip
+        assert result.promoted, "the data gives a candidate a lead over the baseline"
+        winner = result.promoted[0]
+        label = f"{winner.coin}:{winner.family}@{winner.version}"
+        wait_until(
+            lambda: (http_json(port, "/health") or {}).get("models", {}).get("models", {})
+            .get(winner.coin) == label,
+            60, what=f"the worker serving {label}",
+        )  # fmt: skip
+        later = T0 + 86_400_000_000
+        ticks = list(
+            MarketSimulator(universe(COINS), seed=9, start_ts_us=later, rate=RATE).ticks(3_000)
+        )
+        publish_ticks(cfg, ticks)
+
+        def signals_of_coin() -> list[dict[str, Any]]:
+            return [r for r in read_topic(cfg, "Signal") if r["coin"] == winner.coin]
+
+        signals = wait_until(signals_of_coin, 120, what=f"signals for {winner.coin}")
+        requests = [r for r in read_topic(cfg, "TradeRequest") if r["coin"] == winner.coin]
+
+    # assert: every signal (and trade request) the worker made for the coin is the promoted model's
+    assert {s["model_version"] for s in signals} == {label}
+    assert {r["model_version"] for r in requests} <= {label}
