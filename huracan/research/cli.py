@@ -10,6 +10,7 @@ imported by the command that runs, not at import time.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -111,6 +112,9 @@ def _root(cfg: HuracanConfig, root: Path | None) -> Path:
 
 def _executor(cfg: HuracanConfig, scheduler: str | None, workers: int | None) -> TaskExecutor:
     from huracan.research.executor import make_executor
+
+    # the local cluster's shutdown chatter ("worker process still alive…, killing") is not news
+    logging.getLogger("distributed").setLevel(logging.ERROR)
 
     address = scheduler if scheduler is not None else cfg.research.scheduler
     n = workers if workers is not None else cfg.research.local_workers

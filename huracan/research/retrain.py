@@ -375,8 +375,13 @@ def _register(
 ) -> None:
     """Register ``c`` inactive; when promoted, activate it and deactivate the coin's others."""
     sharpe = c.oos["sharpe"]
+    latest = registry.get_model_metadata(c.coin)
+    version = 1 if latest is None else latest.version + 1
+    # an absolute path: register_model_artifact's default path is relative to the working
+    # directory while the registry resolves a relative path against storage_path
+    path = registry.storage_path.resolve() / c.coin / f"{c.family}_v{version}.json"
     meta = register_model_artifact(
-        registry, c.coin, c.family, c.params,
+        registry, c.coin, c.family, c.params, version=version, path=path,
         sharpe_ratio=float(sharpe) if sharpe is not None else 0.0,
         win_rate=float(c.oos["win_rate"] or 0.0),
         regime=c.regime,
