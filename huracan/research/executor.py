@@ -195,8 +195,9 @@ class DaskExecutor:
             for fut in as_completed(list(futures)):  # type: ignore[no-untyped-call]
                 key = futures[fut]
                 if fut.status == "error":
-                    error = fut.exception()
-                    raise TaskFailed(key, error)
+                    raise TaskFailed(key, fut.exception())
+                if fut.status != "finished":  # cancelled: the scheduler went away
+                    raise ExecutorError(f"task {key} ended {fut.status}")
                 if key in out:  # never happens with distributed; the contract is checked
                     raise ExecutorError(f"task {key} returned twice")
                 out[key] = fut.result()

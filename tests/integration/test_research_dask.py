@@ -15,6 +15,7 @@ from huracan.backtest.run import override_config
 from huracan.config import HuracanConfig, build_config
 from huracan.domain.universe import universe
 from huracan.models import RegistryModels
+from huracan.research.errors import TaskFailed
 from huracan.research.executor import DaskExecutor, SerialExecutor
 from huracan.research.retrain import FAMILIES, run_retrain
 from huracan.research.sweep import SWEEP_JSON, SWEEP_PNG, run_sweep, write_sweep_outputs
@@ -132,6 +133,16 @@ def test_sweep_when_worker_killed_mid_sweep_then_every_point_exactly_once(
             "config": cfg.redacted(), "overrides": p["values"], "point_id": p["point_id"],
         }  # fmt: skip
         assert _figures(sweep_point(spec)) == _figures(p)
+
+
+def test_sweep_when_archive_missing_on_workers_then_task_failed_names_point_and_error(
+    cluster: DaskCluster, tmp_path: Path
+) -> None:
+    with DaskExecutor(cluster.address) as executor, pytest.raises(TaskFailed) as info:
+        run_sweep(_cfg(), executor, grid={"exits.take_profit_bps": [10.0]}, root=tmp_path / "no")
+
+    assert info.value.key == "p000"
+    assert type(info.value.error).__name__ == "ArchiveNotFound"
 
 
 @pytest.fixture

@@ -114,3 +114,33 @@ def test_pivot_when_two_axes_then_means_over_the_third() -> None:
     assert rows == [1, 2]
     assert cols == [3, 4]
     assert cells == [[130.5, 140.5], [230.5, 240.5]]
+
+
+def test_serial_executor_when_task_raises_then_task_failed_names_the_key() -> None:
+    from huracan.research.errors import TaskFailed
+    from huracan.research.executor import SerialExecutor
+
+    def task(spec: dict[str, int]) -> dict[str, int]:
+        if spec["x"] == 2:
+            raise ValueError("two")
+        return {"y": spec["x"] * 10}
+
+    seen: list[tuple[str, int, int]] = []
+    with SerialExecutor() as ex:
+        ok = ex.run(
+            task, {"a": {"x": 1}, "c": {"x": 3}}, on_done=lambda k, _r, n, t: seen.append((k, n, t))
+        )
+        with pytest.raises(TaskFailed, match="task b failed: ValueError: two") as info:
+            ex.run(task, {"a": {"x": 1}, "b": {"x": 2}})
+
+    assert ok == {"a": {"y": 10}, "c": {"y": 30}}
+    assert seen == [("a", 1, 2), ("c", 2, 2)]
+    assert info.value.key == "b"
+
+
+def test_keyed_when_key_repeats_then_executor_error() -> None:
+    from huracan.research.errors import ExecutorError
+    from huracan.research.executor import keyed
+
+    with pytest.raises(ExecutorError, match="'p1'"):
+        keyed([("p1", {}), ("p1", {})])
