@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Final
 from rich.console import Console
 from rich.table import Table
 
+from huracan.backtest.errors import InvalidBacktestInput
 from huracan.config import HuracanConfig
 from huracan.models.artifact import dump_artifact, parse_artifact
 from huracan.models.errors import ModelArtifactError
@@ -49,6 +50,7 @@ from huracan.research.errors import InvalidPeriod
 from huracan.research.executor import TaskExecutor, keyed
 from huracan.research.tasks import evaluate_model, fit_candidate
 from huracan.storage.errors import ModelIntegrityError, ModelNotFound
+from huracan.wiring import coin_sectors
 
 if TYPE_CHECKING:
     from huracan.storage.model_registry import ModelRegistry
@@ -240,6 +242,18 @@ def artifact_params(model_type: str, params: object) -> dict[str, Any]:
     return dict(doc["params"])
 
 
+def check_coins(cfg: HuracanConfig, coins: Sequence[str]) -> None:
+    """Raise :class:`InvalidBacktestInput` naming the coins outside the configured universe
+    (the engine cannot replay them), before any task runs."""
+    known = coin_sectors(cfg)
+    unknown = [c for c in coins if c not in known]
+    if unknown:
+        raise InvalidBacktestInput(
+            f"unknown coin(s) {', '.join(unknown)}: not in the universe of "
+            f"engine.max_coins={cfg.engine.max_coins} coins"
+        )
+
+
 def incumbent_model(registry: ModelRegistry | None, coin: str) -> tuple[str, dict[str, Any] | None]:
     """The coin's model a worker serves now: ``(label, {"type", "params"})`` of its best
     active registry version that loads, or ``("baseline", None)``."""
@@ -280,8 +294,11 @@ def run_retrain(
         raise ValueError("a retrain that registers needs a registry")
     if not coins:
         raise InvalidPeriod("no coins to retrain")
+    check_coins(cfg, coins)
     r = cfg.research
     windows = walk_forward_windows(start, end, r.folds)
+    # the incumbents first: an unreachable registry fails before any task runs
+    incumbents = {coin: incumbent_model(registry, coin) for coin in coins}
     base = cfg.redacted()
     archive = str(Path(root).resolve())
 
@@ -308,7 +325,6 @@ def run_retrain(
         on_done=step("fit"),
     )
     # 2. test every fitted candidate and the incumbent on every test window
-    incumbents = {coin: incumbent_model(registry, coin) for coin in coins}
     evals_in: list[tuple[str, dict[str, Any]]] = []
     for coin in coins:
         for w in windows:
@@ -440,6 +456,7 @@ __all__ = [
     "PromotionDecision",
     "RetrainResult",
     "Window",
+    "check_coins",
     "incumbent_model",
     "pool_folds",
     "promotion_decision",

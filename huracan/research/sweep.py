@@ -35,6 +35,7 @@ from huracan.config import HuracanConfig
 from huracan.research.errors import InvalidGrid
 from huracan.research.executor import TaskExecutor, keyed
 from huracan.research.grid import expand_grid, influence_ranking, pivot
+from huracan.research.retrain import check_coins
 from huracan.research.tasks import METRICS, sweep_point
 
 SWEEP_JSON: Final = "sweep.json"
@@ -108,6 +109,8 @@ def run_sweep(
     points = expand_grid(grid)
     base = cfg.redacted()
     wanted = parse_coins(coins)
+    if wanted is not None:
+        check_coins(cfg, wanted)
     specs = keyed(
         (
             p.point_id,

@@ -201,3 +201,11 @@ def test_retrain_command_when_dry_run_then_registers_nothing(archive: Path, tmp_
     assert data["dry_run"] is True
     assert [c["coin"] for c in data["candidates"]] == ["ETH", "ETH"]
     assert ModelRegistry(storage_path=tmp_path / "models").list_models() == []
+
+
+def test_retrain_command_when_coin_outside_universe_then_exit_2(archive: Path) -> None:
+    result = _invoke(["retrain", "--root", str(archive), "--coins", "NOPE", "--start", str(T0),
+                      "--end", str(T0 + 10**8), "--scheduler", "serial", "--dry-run"])  # fmt: skip
+
+    assert result.exit_code == 2
+    assert "NOPE" in result.output
