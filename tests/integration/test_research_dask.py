@@ -100,7 +100,12 @@ def test_sweep_when_worker_killed_mid_sweep_then_every_point_exactly_once(
     archive: Path, tmp_path: Path
 ) -> None:
     cfg = _cfg()
-    grid = {**GRID, "exits.stop_loss_bps": [10.0, 20.0, 40.0]}  # 24 points
+    grid = {
+        "risk.per_coin_max_exposure_pct": [10.0, 40.0],
+        "costs.min_edge_after_cost_bps": [0.0, 5.0],
+        "exits.stop_loss_bps": [10.0, 20.0, 40.0],
+    }  # 12 points, over two coins
+    coins = ["BTC", "ETH"]
     lost: dict[str, Any] = {}
 
     with dask_cluster(tmp_path / "dask") as killable, DaskExecutor(killable.address) as executor:
@@ -116,20 +121,21 @@ def test_sweep_when_worker_killed_mid_sweep_then_every_point_exactly_once(
             lost["pid"] = killable.kill_worker(info[busiest]["name"])
 
         result = run_sweep(
-            cfg, executor, grid=grid, root=archive, progress=kill_busiest_after_first_point
-        )
+            cfg, executor, grid=grid, root=archive, coins=coins,
+            progress=kill_busiest_after_first_point,
+        )  # fmt: skip
         workers_left = len(client.scheduler_info()["workers"])
 
     ids = [p["point_id"] for p in result.points]
     assert lost["keys"], "the killed worker was running points"
     assert workers_left == 1
-    assert ids == [f"p{i:03d}" for i in range(24)]  # every point, each once, in order
+    assert ids == [f"p{i:03d}" for i in range(12)]  # every point, each once, in order
     rerun = [p for p in result.points if any(f"-{p['point_id']}-" in k for k in lost["keys"])]
     assert rerun
     assert all(p["pid"] != lost["pid"] for p in rerun)
     for p in rerun:  # and with the figures a run in this process gives
         spec = {
-            "root": str(archive), "coins": None, "start": None, "end": None,
+            "root": str(archive), "coins": coins, "start": None, "end": None,
             "config": cfg.redacted(), "overrides": p["values"], "point_id": p["point_id"],
         }  # fmt: skip
         assert _figures(sweep_point(spec)) == _figures(p)
