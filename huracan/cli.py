@@ -19,6 +19,7 @@ from rich.table import Table
 from huracan.cli_history import register as register_history_commands
 from huracan.cli_status import register as register_status_command
 from huracan.config import ConfigError, HuracanConfig, load_config
+from huracan.research.cli import register as register_research_commands
 
 app = typer.Typer(
     name="huracan",
@@ -32,6 +33,7 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(config_app, name="config")
 register_history_commands(app)  # archive, replay, backtest, whatif (huracan/cli_history.py)
 register_status_command(app)  # status (huracan/cli_status.py)
+register_research_commands(app)  # retrain, sweep (huracan/research/cli.py)
 
 console = Console()
 err_console = Console(stderr=True)

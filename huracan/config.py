@@ -378,6 +378,42 @@ class StorageConfig(_Section):
     archive: ArchiveConfig = ArchiveConfig()
 
 
+class ResearchConfig(_Section):
+    """``research:``: ``huracan retrain`` and ``huracan sweep`` (docs/research.md).
+
+    Both run their tasks on Dask distributed: ``scheduler`` names a running scheduler
+    (``tcp://HOST:8786``); ``None`` starts a local cluster of ``local_workers`` processes.
+    """
+
+    #: Dask scheduler address; None = a LocalCluster of processes on this machine
+    scheduler: str | None = None
+    #: worker processes of the local cluster (one thread each)
+    local_workers: int = Field(2, ge=1)
+    #: walk-forward folds: the period is cut into folds + 1 equal blocks, fold k trains on
+    #: block k and is tested on block k + 1
+    folds: int = Field(3, ge=1)
+    #: the momentum candidate's grid: entry_z values tried on each training window
+    momentum_entry_z: tuple[float, ...] = (1.0, 1.5, 2.0, 2.5, 3.0)
+    #: the linear candidate's grid: entry_z values (in standard deviations of its score)
+    linear_entry_z: tuple[float, ...] = (1.0, 1.5, 2.0, 2.5)
+    #: ridge penalty of the linear fit (on standardised features)
+    ridge_alpha: float = Field(10.0, ge=0)
+    #: the linear fit's target: the mid's log return over this many of the coin's next ticks
+    linear_horizon_ticks: int = Field(20, ge=1)
+    #: promote a candidate only when its out-of-sample Sharpe beats the coin's active model's
+    #: (or, without one, the built-in baseline's) by more than this
+    promotion_margin_sharpe: float = Field(0.5, ge=0)
+    #: ... and it closed at least this many trades out of sample
+    promotion_min_trades: int = Field(5, ge=0)
+
+    @field_validator("momentum_entry_z", "linear_entry_z")
+    @classmethod
+    def _positive_grid(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if not v or any(not x > 0 for x in v):
+            raise ValueError(f"must be a non-empty list of positive numbers, got {list(v)}")
+        return v
+
+
 class HuracanConfig(_Section):
     engine: EngineConfig = EngineConfig()
     kafka: KafkaConfig = KafkaConfig()
@@ -385,6 +421,7 @@ class HuracanConfig(_Section):
     postgres: PostgresConfig = PostgresConfig()
     faust: FaustConfig = FaustConfig()
     storage: StorageConfig = StorageConfig()
+    research: ResearchConfig = ResearchConfig()
 
     def redacted(self) -> dict[str, Any]:
         """A JSON-safe dump with every secret shown as ``'**********'``."""

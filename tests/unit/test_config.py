@@ -46,7 +46,7 @@ def test_base_yaml_when_compared_with_model_defaults_then_every_key_agrees() -> 
     # while the model's default (no metadata_db) is the file store
     assert from_yaml["engine"]["model_registry"].pop("metadata_db") == "**********"
     assert defaults["engine"]["model_registry"].pop("metadata_db") is None
-    for section in ("engine", "kafka", "faust"):
+    for section in ("engine", "kafka", "faust", "research"):
         assert from_yaml[section] == defaults[section], section
 
 
