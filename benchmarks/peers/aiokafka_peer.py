@@ -95,6 +95,8 @@ async def run(spec: PeerSpec, work: TickWork, window: Window) -> None:
 
 def main(argv: Sequence[str]) -> int:
     spec = PeerSpec.from_argv(argv)
+    if spec.commit_every:
+        raise SystemExit("--commit-every is for the Quix Streams peer")
     if spec.guarantee != "at_least_once":
         raise SystemExit("the aiokafka peer runs at least once only")
     work = TickWork(spec.config())

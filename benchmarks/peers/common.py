@@ -67,13 +67,15 @@ class PeerSpec:
     ticks: int
     guarantee: str
     result_path: Path
+    #: Quix Streams' ``commit_every`` (0: its default); the raw peers refuse anything else
+    commit_every: int = 0
 
     def to_argv(self) -> list[str]:
         return [
             *("--bootstrap", self.bootstrap, "--source-topic", self.source_topic),
             *("--out-prefix", self.out_prefix, "--group", self.group),
             *("--ticks", str(self.ticks), "--guarantee", self.guarantee),
-            *("--result", str(self.result_path)),
+            *("--result", str(self.result_path), "--commit-every", str(self.commit_every)),
         ]
 
     @classmethod
@@ -86,9 +88,17 @@ class PeerSpec:
         p.add_argument("--ticks", type=int, required=True)
         p.add_argument("--guarantee", choices=GUARANTEES, required=True)
         p.add_argument("--result", type=Path, required=True)
+        p.add_argument("--commit-every", type=int, default=0)
         a = p.parse_args(list(argv))
         return cls(
-            a.bootstrap, a.source_topic, a.out_prefix, a.group, a.ticks, a.guarantee, a.result
+            a.bootstrap,
+            a.source_topic,
+            a.out_prefix,
+            a.group,
+            a.ticks,
+            a.guarantee,
+            a.result,
+            a.commit_every,
         )
 
     def config(self) -> HuracanConfig:

@@ -138,6 +138,8 @@ def run_transactional(spec: PeerSpec, work: TickWork, window: Window) -> None:
 
 def main(argv: Sequence[str]) -> int:
     spec = PeerSpec.from_argv(argv)
+    if spec.commit_every:
+        raise SystemExit("--commit-every is for the Quix Streams peer")
     work = TickWork(spec.config())
     window = Window()
     if spec.guarantee == "exactly_once":

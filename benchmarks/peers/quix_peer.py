@@ -10,10 +10,11 @@ pins an older confluent-kafka. The work is split the way Quix Streams is used:
   output; each output topic's value serializer is the project's serde for its event type
   (:class:`OutputSerializer`).
 
-``--guarantee`` maps to ``processing_guarantee`` (``at-least-once`` / ``exactly-once``); the
-other settings are Quix Streams' defaults (commit every 5 s, its producer and consumer
-configs). The step that takes the last tick also decides what the engine still holds
-(``finish()``) and stops the application, which commits its last checkpoint on the way out.
+``--guarantee`` maps to ``processing_guarantee`` (``at-least-once`` / ``exactly-once``) and
+``--commit-every`` to ``commit_every`` (0, the default: a checkpoint every 5 s only); the other
+settings are Quix Streams' defaults (its producer and consumer configs). The step that takes
+the last tick also decides what the engine still holds (``finish()``) and stops the
+application, which commits its last checkpoint on the way out.
 
 The ``Application`` is built by :func:`make_application`.
 """
@@ -35,12 +36,14 @@ QUIX_GUARANTEE = {"at_least_once": "at-least-once", "exactly_once": "exactly-onc
 
 
 def make_application(spec: PeerSpec) -> Application:
-    """The peer's application: its own group, from the earliest offset, Quix's defaults else."""
+    """The peer's application: its own group, from the earliest offset, the spec's guarantee
+    and ``commit_every``, Quix Streams' defaults else."""
     return Application(
         broker_address=spec.bootstrap,
         consumer_group=spec.group,
         auto_offset_reset="earliest",
         processing_guarantee=QUIX_GUARANTEE[spec.guarantee],
+        commit_every=spec.commit_every,
         loglevel="WARNING",
     )
 

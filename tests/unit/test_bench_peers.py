@@ -163,23 +163,34 @@ def test_runs_text_when_one_run_failed_then_says_so_beside_the_others() -> None:
 
 
 def test_peers_when_listed_then_each_guarantee_and_venv_as_the_issue_asks() -> None:
-    rows = {(p.name, p.guarantee, p.venv) for p in PEERS}
+    rows = {(p.name, p.guarantee, p.venv, p.commit_every) for p in PEERS}
 
     assert rows == {
-        ("raw confluent-kafka", "at_least_once", "project"),
-        ("raw confluent-kafka", "exactly_once", "project"),
-        ("raw aiokafka", "at_least_once", "project"),
-        ("Quix Streams", "at_least_once", "quix"),
-        ("Quix Streams", "exactly_once", "quix"),
+        ("raw confluent-kafka", "at_least_once", "project", 0),
+        ("raw confluent-kafka", "exactly_once", "project", 0),
+        ("raw aiokafka", "at_least_once", "project", 0),
+        ("Quix Streams", "at_least_once", "quix", 0),
+        ("Quix Streams", "exactly_once", "quix", 0),
+        ("Quix Streams", "exactly_once", "quix", 500),
     }
     assert len({p.slug for p in PEERS}) == len(PEERS)
+    assert len({p.label for p in PEERS}) == len(PEERS)
+
+
+def test_peer_mode_when_commit_cadence_set_then_shown_beside_the_guarantee() -> None:
+    quix = Peer("Quix Streams", "exactly_once", "benchmarks.peers.quix_peer", "quix", 500)
+
+    assert quix.mode == "exactly once, commit every 500"
+    assert quix.slug == "quix-exactly_once-every500"
+    assert PEER.mode == "at least once"
 
 
 def test_peer_spec_when_passed_as_argv_then_read_back_equal(tmp_path: Path) -> None:
     spec = PeerSpec("127.0.0.1:9092", "a.market-data", "b", "b-group", 60_000, "exactly_once",
-                    tmp_path / "r.json")  # fmt: skip
+                    tmp_path / "r.json", commit_every=500)  # fmt: skip
 
     assert PeerSpec.from_argv(spec.to_argv()) == spec
+    assert PeerSpec.from_argv(spec.to_argv()[:-2]).commit_every == 0
     assert spec.config().kafka.topic_prefix == "b"
 
 
