@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 STAMP := .venv/.install-stamp
 
-.PHONY: install up down status test test-unit test-integration lint check-deploy format demo bench clean
+.PHONY: install up down status test test-unit lint check-deploy format demo bench bench-peers-env clean
 
 install: $(STAMP)
 
@@ -61,5 +61,9 @@ demo: install up
 bench: install up
 	$(PY) -m benchmarks
 
+## The Quix Streams peer's own venv (benchmarks/.venv-quix); bench_peers also builds it on first use.
+bench-peers-env: install
+	$(PY) -m benchmarks.peers.env
+
 clean:
-	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv benchmarks/.venv-quix .pytest_cache .mypy_cache .ruff_cache
