@@ -29,6 +29,7 @@ from faust.types import EventT, StreamT
 
 from huracan.agents.faust_fixes.batching import take_batches
 from huracan.agents.faust_fixes.transactions import TaskTransactions
+from huracan.agents.outputs import OutputProducers, outputs_of
 from huracan.agents.rows import STATE_ROW_MAX_BYTES, window_rows
 from huracan.agents.transactions import (
     TaskUnit,
@@ -157,39 +158,45 @@ def declare_tables(app: faust.App, partitions: int) -> dict[str, Any]:
 class Outbox:
     """The sends of one batch, awaited together before the batch's state is written.
 
-    Records go straight to the app's Kafka producer (``app.maybe_start_producer()``), the call
-    Faust's ``Topic.send`` ends in, without its per-record ``FutureMessage``, sensors and
-    callbacks: keys and values are bytes already and the default partitioner places them, as it
-    does for ``Topic.send``."""
+    Records go to the app's shared librdkafka producer (:mod:`huracan.agents.outputs`): keys
+    and values are bytes already; a keyed record lands where aiokafka's default partitioner put
+    it (murmur2), a changelog record on the partition given. ``delivered`` waits until the
+    broker has them (``flush`` in the outputs' pool) and raises when it refused one."""
 
-    def __init__(self, producer: Any) -> None:
+    def __init__(self, outputs: OutputProducers, producer: Any) -> None:
+        self.outputs = outputs
         self.producer = producer
-        self.pending: list[Awaitable[Any]] = []
+        #: records sent since the last ``delivered``
+        self.pending = 0
 
     @classmethod
     async def of(cls, app: faust.App) -> Outbox:
-        return cls(await app.maybe_start_producer())
+        outputs = outputs_of(app)
+        return cls(outputs, outputs.shared())
 
     async def send(
         self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
     ) -> None:
-        self.pending.append(await self.producer.send(topic, key, value, partition, None, None))
+        await self.outputs.produce(
+            self.producer, topic, key, value, -1 if partition is None else partition
+        )
+        self.pending += 1
 
     async def delivered(self) -> None:
         if self.pending:
-            await asyncio.gather(*self.pending)
-            self.pending.clear()
+            await self.outputs.flush(self.producer)
+            self.pending = 0
 
 
 class AtLeastOnceUnit:
     """An agent's work on one batch, at least once (the module doc's order of steps).
 
-    ``send`` goes to the app's producer; ``delivered`` waits for the sends; ``write`` and
-    ``delete`` change a table row in the table's store and send its changelog record (bytes
-    and partition as Faust's own table write would: the event's partition) through the same
-    producer; ``commit`` waits until the broker has every record, after which the batch may be
-    acknowledged. (Faust's ``table[key] = value`` only queues the record in a buffer that its
-    offset commits do not wait for.) The same interface as
+    ``send`` goes to the app's shared output producer; ``delivered`` waits for the sends;
+    ``write`` and ``delete`` change a table row in the table's store and send its changelog
+    record (bytes and partition as Faust's own table write would: the event's partition)
+    through the same producer; ``commit`` waits until the broker has every record, after which
+    the batch may be acknowledged. (Faust's ``table[key] = value`` only queues the record in a
+    buffer that its offset commits do not wait for.) The same interface as
     :class:`~huracan.agents.transactions.TaskUnit`, the exactly-once unit."""
 
     def __init__(self, app: faust.App, outbox: Outbox) -> None:
@@ -289,10 +296,12 @@ class AgentContext:
             await once.commit(events)
             return
         tx = cast(TaskTransactions, app.consumer.transactions)
+        outputs = outputs_of(app)
         units: list[tuple[TaskUnit, list[EventT[Any]]]] = []
         try:
             for part, part_events in split_by_partition(events).items():
-                unit = TaskUnit(await tx.producer_for(task, part), app.conf.id, part)
+                producer = await tx.producer_for(task, part)
+                unit = TaskUnit(producer, tx.group_metadata(), part, outputs)
                 await unit.begin()
                 units.append((unit, part_events))
                 await body(unit, part_events)

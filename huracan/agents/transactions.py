@@ -4,7 +4,7 @@ Used under ``faust.processing_guarantee: exactly_once`` (the model of Kafka Stre
 exactly-once mode). A *task* is an agent and a source partition (``coin`` and market-data /
 cost-updates partition *p*; ``sequencer`` and trade-requests / control partition 0;
 ``execution`` and risk-decisions partition 0) and has a transactional producer of its own,
-``{app id}-{task}-{partition}`` (:func:`transactional_id`; managed by
+``{app id}-{task}-{partition}``, a librdkafka producer (:func:`transactional_id`; managed by
 :class:`huracan.agents.faust_fixes.transactions.TaskTransactions`, which replaces Faust's own
 transaction manager: docs/decisions/0002-faust-corrections.md says why).
 
@@ -24,8 +24,10 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from aiokafka.structs import TopicPartition
+from confluent_kafka import TopicPartition as KafkaTopicPartition
 from faust.types import TP, EventT
+
+from huracan.agents.outputs import OutputProducers
 
 log = logging.getLogger(__name__)
 
@@ -73,27 +75,57 @@ def changelog_record(table: Any, key: str, value: Any) -> tuple[str, bytes | Non
     return topic.get_topic_name(), raw_key, raw_value
 
 
+class TaskProducer:
+    """A task's transactional librdkafka producer and whether a transaction is begun on it.
+
+    ``begin_transaction`` is a local call but waits for librdkafka's main thread with the GIL
+    held, so it runs in the outputs' pool: right after ``init_transactions`` and after each
+    commit (the next transaction begun in the same job; an empty transaction is local state
+    only, the broker hears of it with its first record)."""
+
+    __slots__ = ("begun", "producer")
+
+    def __init__(self, producer: Any) -> None:
+        self.producer = producer
+        self.begun = False
+
+    def begin(self) -> None:
+        self.producer.begin_transaction()
+        self.begun = True
+
+
 class TaskUnit:
-    """One task's work on one batch: a Kafka transaction on the task's producer.
+    """One task's work on one batch: a Kafka transaction on the task's librdkafka producer.
 
     ``send`` and ``write``/``delete`` (a table row: the local store and its changelog record,
     on the task's partition) add to the transaction; ``commit(events)`` adds the events' next
-    offsets and commits; ``abort()`` gives the transaction up."""
+    offsets (``send_offsets_to_transaction`` with the app group's metadata: generation -1, no
+    member, so the broker fences by transactional id alone, as in Kafka's first exactly-once
+    mode) and commits, which waits for every record (a refused one fails the commit);
+    ``abort()`` gives the transaction up. The blocking calls run in the outputs' pool
+    (:class:`huracan.agents.outputs.OutputProducers`)."""
 
-    def __init__(self, producer: Any, group_id: str, partition: int) -> None:
-        self.producer = producer
-        self.group_id = group_id
+    def __init__(
+        self, task: TaskProducer, group_metadata: Any, partition: int, outputs: OutputProducers
+    ) -> None:
+        self.task = task
+        self.producer = task.producer
+        self.group_metadata = group_metadata
         self.partition = partition
-        self.pending: list[asyncio.Future[Any]] = []
+        self.outputs = outputs
+        #: records sent in this transaction
+        self.sent = 0
         self.open = False
 
     async def begin(self) -> TaskUnit:
-        await self.producer.begin_transaction()
+        if not self.task.begun:
+            await self.outputs.run(self.task.begin)
         self.open = True
         return self
 
     async def send(self, topic: str, key: bytes | None, value: bytes | None) -> None:
-        self.pending.append(await self.producer.send(topic, value, key=key))
+        await self.outputs.produce(self.producer, topic, key, value, -1)
+        self.sent += 1
 
     async def delivered(self) -> None:
         """Nothing to wait for: the sends are committed with the transaction, or not at all."""
@@ -111,21 +143,23 @@ class TaskUnit:
 
     async def _changelog(self, table: Any, key: str, value: Any) -> None:
         topic, raw_key, raw_value = changelog_record(table, key, value)
-        self.pending.append(
-            await self.producer.send(topic, raw_value, key=raw_key, partition=self.partition)
-        )
+        await self.outputs.produce(self.producer, topic, raw_key, raw_value, self.partition)
+        self.sent += 1
+
+    def _commit(self, offsets: list[Any]) -> None:
+        task = self.task
+        task.begun = False
+        if offsets:
+            self.producer.send_offsets_to_transaction(offsets, self.group_metadata)
+        self.producer.commit_transaction()  # flushes: a refused record fails the commit
+        task.begin()  # the next batch's
 
     async def commit(self, events: Iterable[EventT[Any]]) -> None:
-        if self.pending:
-            await asyncio.gather(*self.pending)  # a failed send fails the transaction here
-            self.pending.clear()
-        offsets = {
-            TopicPartition(tp.topic, tp.partition): offset
+        offsets = [
+            KafkaTopicPartition(tp.topic, tp.partition, offset)
             for tp, offset in next_offsets(events).items()
-        }
-        if offsets:
-            await self.producer.send_offsets_to_transaction(offsets, self.group_id)
-        await self.producer.commit_transaction()
+        ]
+        await self.outputs.run(self._commit, offsets)
         self.open = False
 
     async def abort(self) -> None:
@@ -133,10 +167,11 @@ class TaskUnit:
         if not self.open:
             return
         self.open = False
-        self.pending.clear()
+        self.task.begun = False
         try:
             await asyncio.wait_for(
-                asyncio.shield(self.producer.abort_transaction()), ABORT_TIMEOUT_S
+                asyncio.shield(self.outputs.run(self.producer.abort_transaction, ABORT_TIMEOUT_S)),
+                ABORT_TIMEOUT_S + 1,
             )
         except Exception as exc:  # noqa: BLE001 - the next owner aborts it when it fences
             log.warning("could not abort transaction %s: %r", self.producer, exc)

@@ -202,6 +202,57 @@ def make_admin(
     return factory(conf)
 
 
+#: librdkafka settings of the agents' output producers (:func:`output_producer_config`): the
+#: Java client's partitioner (murmur2 of the key, as aiokafka's and Faust's default partitioner:
+#: a keyed record lands on the partition it always did), delivery reports only for failures
+#: (the units wait with ``flush`` or ``commit_transaction``, not per record), a short linger
+#: and a queue that holds a full backlog batch of every task
+OUTPUT_PRODUCER_SETTINGS: dict[str, Any] = {
+    "partitioner": "murmur2_random",
+    "delivery.report.only.error": True,
+    "linger.ms": 2,
+    "queue.buffering.max.messages": 1_000_000,
+    "queue.buffering.max.kbytes": 1_048_576,
+    "message.max.bytes": 16 * 1024 * 1024,
+}
+
+
+def output_producer_config(
+    config: HuracanConfig | KafkaConfig,
+    role: str,
+    *,
+    transactional_id: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The config of a pipeline agent's output producer: idempotent, ``acks=all``,
+    :data:`OUTPUT_PRODUCER_SETTINGS`, and ``transactional.id`` when given (one per task under
+    ``exactly_once``)."""
+    extra: dict[str, Any] = dict(OUTPUT_PRODUCER_SETTINGS)
+    if transactional_id is not None:
+        extra["transactional.id"] = transactional_id
+    extra.update(overrides or {})
+    return producer_config(config, role, overrides=extra)
+
+
+def make_output_producer(
+    config: HuracanConfig | KafkaConfig,
+    role: str,
+    *,
+    transactional_id: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    factory: ClientFactory | None = None,
+) -> Any:
+    """A ``confluent_kafka.Producer`` (or ``factory(conf)``) for :func:`output_producer_config`."""
+    conf = output_producer_config(
+        config, role, transactional_id=transactional_id, overrides=overrides
+    )
+    if factory is None:
+        from confluent_kafka import Producer
+
+        factory = Producer
+    return factory(conf)
+
+
 def _quiet_logger() -> logging.Logger:
     """A logger that drops librdkafka's own log lines (the caller reports failures through
     the errors the clients raise)."""
@@ -340,7 +391,9 @@ __all__ = [
     "isolation_level",
     "make_admin",
     "make_consumer",
+    "make_output_producer",
     "make_producer",
+    "output_producer_config",
     "producer_config",
     "quiet_consumer",
     "quiet_producer",

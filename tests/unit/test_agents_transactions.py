@@ -7,24 +7,25 @@ the changelog bytes are the ones Faust itself would write and read back at recov
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
 import pytest
-from aiokafka.structs import TopicPartition
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
 from huracan.agents.faust_fixes.transactions import TaskTransactions
+from huracan.agents.outputs import DeliveryFailed, OutputProducers
 from huracan.agents.shared import AtLeastOnceUnit, Outbox
 from huracan.agents.transactions import (
+    TaskProducer,
     TaskUnit,
     next_offsets,
     split_by_partition,
     transactional_id,
 )
+from huracan.config import build_config
 
 
 @dataclass
@@ -38,37 +39,38 @@ def ev(topic: str, partition: int, offset: int) -> Any:
 
 @dataclass
 class FakeProducer:
-    """What TaskUnit asks of a transactional aiokafka producer, in order."""
+    """What TaskUnit asks of a transactional librdkafka producer, in order."""
 
     calls: list[tuple[Any, ...]] = field(default_factory=list)
-    fail_send: bool = False
+    fail_commit: bool = False
 
-    async def begin_transaction(self) -> None:
+    def begin_transaction(self) -> None:
         self.calls.append(("begin",))
 
-    async def send(
-        self,
-        topic: str,
-        value: bytes | None,
-        key: bytes | None = None,
-        partition: int | None = None,
-    ) -> asyncio.Future[Any]:
+    def produce(
+        self, topic: str, value: bytes | None, key: bytes | None = None, partition: int = -1
+    ) -> None:
         self.calls.append(("send", topic, key, value, partition))
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        if self.fail_send:
-            fut.set_exception(RuntimeError("broker said no"))
-        else:
-            fut.set_result(None)
-        return fut
 
-    async def send_offsets_to_transaction(self, offsets: Any, group_id: str) -> None:
-        self.calls.append(("offsets", dict(offsets), group_id))
+    def flush(self, timeout: float | None = None) -> int:
+        self.calls.append(("flush",))
+        return 0
 
-    async def commit_transaction(self) -> None:
+    def send_offsets_to_transaction(self, offsets: Any, group_metadata: Any) -> None:
+        self.calls.append(("offsets", {(o.topic, o.partition): o.offset for o in offsets}))
+
+    def commit_transaction(self) -> None:
+        if self.fail_commit:  # librdkafka: a refused record fails the commit
+            raise RuntimeError("broker said no")
         self.calls.append(("commit",))
 
-    async def abort_transaction(self) -> None:
+    def abort_transaction(self, timeout: float | None = None) -> None:
         self.calls.append(("abort",))
+
+
+@pytest.fixture
+def outputs() -> OutputProducers:
+    return OutputProducers(build_config({}, environ={}))
 
 
 @pytest.fixture
@@ -107,36 +109,39 @@ def test_next_offsets_when_no_events_then_nothing_to_commit() -> None:
 
 
 async def test_unit_when_batch_committed_then_outputs_state_and_offsets_in_one_transaction(
-    table: Any,
+    table: Any, outputs: OutputProducers
 ) -> None:
     # arrange
     producer = FakeProducer()
-    unit = await TaskUnit(producer, "huracan", 2).begin()
+    unit = await TaskUnit(TaskProducer(producer), "meta", 2, outputs).begin()
     # act
     await unit.send("features", b"BTC", b"f1")
     await unit.write(table, "BTC", {"n": 1})
     await unit.delete(table, "ETH")
     await unit.commit([ev("md", 2, 40), ev("md", 2, 41), ev("cost", 2, 7)])
     # assert: the row is in the store, its changelog record on the task's partition, Faust's
-    # bytes; the offsets go into the same transaction, then it is committed
+    # bytes; the offsets go into the same transaction, then it is committed and the next
+    # batch's transaction begun
     assert table.data["BTC"] == {"n": 1}
     changelog = table.changelog_topic.get_topic_name()
     assert producer.calls == [
         ("begin",),
-        ("send", "features", b"BTC", b"f1", None),
+        ("send", "features", b"BTC", b"f1", -1),
         ("send", changelog, b'"BTC"', b'{"n":1}', 2),
         ("send", changelog, b'"ETH"', None, 2),
-        ("offsets", {TopicPartition("md", 2): 42, TopicPartition("cost", 2): 8}, "huracan"),
+        ("offsets", {("md", 2): 42, ("cost", 2): 8}),
         ("commit",),
+        ("begin",),
     ]
     assert not unit.open
+    assert unit.task.begun
 
 
 async def test_unit_when_written_then_changelog_bytes_decode_as_faust_reads_them_back(
-    table: Any,
+    table: Any, outputs: OutputProducers
 ) -> None:
     producer = FakeProducer()
-    unit = await TaskUnit(producer, "huracan", 0).begin()
+    unit = await TaskUnit(TaskProducer(producer), "meta", 0, outputs).begin()
     row = {"features": None, "costs": {"a": 1.5}, "positions": []}
     await unit.write(table, "SOL", row)
     _, _, key, value, _ = producer.calls[-1]
@@ -146,26 +151,28 @@ async def test_unit_when_written_then_changelog_bytes_decode_as_faust_reads_them
 
 
 async def test_unit_when_a_send_failed_then_commit_raises_and_nothing_is_committed(
-    table: Any,
+    table: Any, outputs: OutputProducers
 ) -> None:
-    producer = FakeProducer(fail_send=True)
-    unit = await TaskUnit(producer, "huracan", 0).begin()
+    producer = FakeProducer(fail_commit=True)
+    unit = await TaskUnit(TaskProducer(producer), "meta", 0, outputs).begin()
     await unit.send("features", b"BTC", b"f1")
     with pytest.raises(RuntimeError, match="broker said no"):
         await unit.commit([ev("md", 0, 1)])
     assert ("commit",) not in producer.calls
-    assert all(c[0] != "offsets" for c in producer.calls)
+    assert unit.open
     await unit.abort()
     assert producer.calls[-1] == ("abort",)
 
 
-async def test_unit_when_aborted_twice_or_after_commit_then_producer_asked_once_or_never() -> None:
+async def test_unit_when_aborted_twice_or_after_commit_then_producer_asked_once_or_never(
+    outputs: OutputProducers,
+) -> None:
     producer = FakeProducer()
-    unit = await TaskUnit(producer, "huracan", 0).begin()
+    unit = await TaskUnit(TaskProducer(producer), "meta", 0, outputs).begin()
     await unit.abort()
     await unit.abort()
     assert producer.calls.count(("abort",)) == 1
-    committed = await TaskUnit(producer, "huracan", 0).begin()
+    committed = await TaskUnit(TaskProducer(producer), "meta", 0, outputs).begin()
     await committed.commit([])
     await committed.abort()
     assert producer.calls.count(("abort",)) == 1
@@ -203,25 +210,12 @@ async def test_commit_when_faust_commits_offsets_then_nothing_sent() -> None:
     assert await tx.commit({TP("md", 0): 10}) is True
 
 
-@dataclass
-class FakeFaustProducer:
-    """What the at-least-once unit asks of Faust's producer (positional, Faust's order)."""
-
-    calls: list[tuple[Any, ...]] = field(default_factory=list)
-
-    async def send(self, *args: Any) -> asyncio.Future[Any]:
-        self.calls.append(args)
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        fut.set_result(None)
-        return fut
-
-
 async def test_at_least_once_unit_when_rows_written_then_store_and_changelog_on_event_partition(
-    table: Any,
+    table: Any, outputs: OutputProducers
 ) -> None:
     # arrange
-    producer = FakeFaustProducer()
-    unit = AtLeastOnceUnit(table.app, Outbox(producer))
+    producer = FakeProducer()
+    unit = AtLeastOnceUnit(table.app, Outbox(outputs, producer))
     table.data["ETH"] = {"n": 0}
     # act
     await unit.send("features", b"BTC", b"f1")
@@ -229,13 +223,28 @@ async def test_at_least_once_unit_when_rows_written_then_store_and_changelog_on_
     await unit.delete(table, "ETH", ev("md", 1, 9))
     await unit.commit([ev("md", 3, 40)])
     # assert: the store has the rows; each changelog record is Faust's bytes on the partition
-    # of the event that wrote it (where Faust's own table write would have put it)
+    # of the event that wrote it (where Faust's own table write would have put it); the unit
+    # waited for the broker (flush) before the batch may be acknowledged
     assert table.data["BTC"] == {"n": 1}
     assert "ETH" not in table.data
     changelog = table.changelog_topic.get_topic_name()
     assert producer.calls == [
-        ("features", b"BTC", b"f1", None, None, None),
-        (changelog, b'"BTC"', b'{"n":1}', 3, None, None),
-        (changelog, b'"ETH"', None, 1, None, None),
+        ("send", "features", b"BTC", b"f1", -1),
+        ("send", changelog, b'"BTC"', b'{"n":1}', 3),
+        ("send", changelog, b'"ETH"', None, 1),
+        ("flush",),
     ]
-    assert unit.out.pending == []
+    assert unit.out.pending == 0
+
+
+async def test_at_least_once_unit_when_broker_refused_a_record_then_commit_raises(
+    table: Any, outputs: OutputProducers
+) -> None:
+    # arrange: librdkafka reports the refused record to the producers' delivery callback
+    producer = FakeProducer()
+    unit = AtLeastOnceUnit(table.app, Outbox(outputs, producer))
+    await unit.send("features", b"BTC", b"f1")
+    outputs.on_delivery("MSG_SIZE_TOO_LARGE", None)
+    # act / assert: the batch must not be acknowledged
+    with pytest.raises(DeliveryFailed, match="MSG_SIZE_TOO_LARGE"):
+        await unit.commit([ev("md", 0, 1)])

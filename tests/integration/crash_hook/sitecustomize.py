@@ -10,7 +10,6 @@ replacement worker then processes the batch again. Nothing here runs unless the 
 
 from __future__ import annotations
 
-import asyncio
 import os
 from typing import Any
 
@@ -37,8 +36,9 @@ if _AT > 0:
             os._exit(137)
 
     async def _tx(self: Any, events: Any) -> None:
-        if _due(bool(self.pending)):
-            await asyncio.gather(*self.pending)
+        if _due(self.sent > 0):
+            # librdkafka: the transaction's records are on the broker once flushed
+            await self.outputs.run(self.producer.flush)
             os._exit(137)
         await _tx_commit(self, events)
 
