@@ -173,6 +173,33 @@ class ModelRegistryConfig(_Section):
     refresh_seconds: float = Field(30.0, gt=0)
 
 
+class UniverseCoinConfig(_Section):
+    """One coin of a configured universe."""
+
+    symbol: str = Field(min_length=1)
+    sector: str = Field(min_length=1)
+    exchange: str = Field(min_length=1)
+
+
+class UniverseConfig(_Section):
+    """``engine.universe``: the coins the engine trades, with sector and home exchange.
+
+    Leave both empty for today's table (the first ``engine.max_coins`` coins of
+    :mod:`huracan.domain.universe`); list the coins inline (``coins``) or name a YAML or CSV
+    file (``file``, columns ``symbol,sector,exchange``; relative to the working directory), not
+    both. A tick or cost update of a coin outside the universe is dead-lettered
+    (``unknown_coin``)."""
+
+    file: str | None = None
+    coins: tuple[UniverseCoinConfig, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_source(self) -> UniverseConfig:
+        if self.file and self.coins:
+            raise ValueError("set engine.universe.file or engine.universe.coins, not both")
+        return self
+
+
 class EngineConfig(_Section):
     """The spec's ``engine:`` section."""
 
@@ -188,6 +215,7 @@ class EngineConfig(_Section):
     exits: ExitsConfig = ExitsConfig()
     paper_exchange: PaperExchangeConfig = PaperExchangeConfig()
     model_registry: ModelRegistryConfig = ModelRegistryConfig()
+    universe: UniverseConfig = UniverseConfig()
 
     @field_validator("active_coins")
     @classmethod

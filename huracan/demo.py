@@ -29,13 +29,13 @@ from rich.console import Console
 from rich.table import Table
 
 from huracan.config import HuracanConfig
-from huracan.domain.universe import universe
 from huracan.observability.health import check_all
 from huracan.runtime.drain import ORDER_COUNTERS, DrainResult, parse_metrics, wait_until_drained
 from huracan.simulate import MarketSimulator
 from huracan.streams.clients import make_consumer, make_producer
 from huracan.streams.serde import make_serde
 from huracan.streams.topics import TopicCatalog, delete_topics, ensure_topics
+from huracan.wiring import coin_universe
 
 
 @dataclass
@@ -72,7 +72,8 @@ def run_foundation_demo(
     serde = make_serde(config)
     catalog = TopicCatalog.from_config(config)
     topic = catalog.for_event_type("MarketTick").name
-    coins = universe(config.engine.active_coins)
+    configured = coin_universe(config)
+    coins = configured.first(min(config.engine.active_coins, len(configured)))
     coins.sort(key=lambda c: c.symbol != coin)  # the requested coin first, if present
     sim = MarketSimulator(coins, seed=int(time.time()))
     producer = make_producer(config, "demo", overrides={"linger.ms": 5})

@@ -18,11 +18,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from huracan.config import HuracanConfig
-from huracan.domain.universe import universe
 from huracan.simulate import MarketSimulator
 from huracan.streams.clients import make_producer
 from huracan.streams.serde import make_serde
 from huracan.streams.topics import TopicCatalog
+from huracan.wiring import coin_universe
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,12 @@ def publish_ticks(
     topic = TopicCatalog.from_config(config).for_event_type("MarketTick").name
     serde = make_serde(config)
     start = start_ts_us if start_ts_us is not None else time.time_ns() // 1000
-    sim = MarketSimulator(universe(coins), seed=seed, start_ts_us=start, rate=rate)
+    configured = coin_universe(config)
+    if coins > len(configured):
+        raise ValueError(
+            f"asked for {coins} coins, the configured universe holds {len(configured)}"
+        )
+    sim = MarketSimulator(configured.first(coins), seed=seed, start_ts_us=start, rate=rate)
     producer = make_producer(
         config,
         "publisher",

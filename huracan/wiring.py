@@ -20,7 +20,8 @@ from huracan.domain.execution import (
 from huracan.domain.risk import GlobalRiskController, RiskLimits
 from huracan.domain.sequencer import RiskSequencer
 from huracan.domain.signals import SignalModel
-from huracan.domain.universe import universe
+from huracan.domain.universe import Universe
+from huracan.universe_config import load_universe
 
 
 def cost_settings(cfg: HuracanConfig) -> CostSettings:
@@ -41,8 +42,14 @@ def cost_settings(cfg: HuracanConfig) -> CostSettings:
     )
 
 
+def coin_universe(cfg: HuracanConfig) -> Universe:
+    """The configured universe (``engine.universe``; today's table by default)."""
+    return load_universe(cfg)
+
+
 def coin_sectors(cfg: HuracanConfig) -> dict[str, str]:
-    return {c.symbol: c.sector for c in universe(cfg.engine.max_coins)}
+    """symbol -> sector of every coin in the configured universe."""
+    return coin_universe(cfg).sectors()
 
 
 def new_sequencer(cfg: HuracanConfig) -> RiskSequencer:
@@ -100,4 +107,5 @@ def build_engine(
         monitor=PositionMonitor(exit_rules(cfg)),
         sector_of=sectors.get,
         models=models,
+        universe=frozenset(sectors),
     )

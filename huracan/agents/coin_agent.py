@@ -29,7 +29,7 @@ from huracan.agents.rows import CoinState
 from huracan.agents.shared import AgentContext, Outbox, Unit, observe_in, observe_out
 from huracan.domain.costs import CostSettings
 from huracan.domain.engine import apply_cost_update, process_tick
-from huracan.domain.errors import DomainError
+from huracan.domain.errors import DomainError, UnknownCoinError
 from huracan.domain.execution import ExitRules
 from huracan.domain.features import FeatureError, FeatureParams
 from huracan.domain.signals import BaselineMomentumModel, SignalModel
@@ -140,6 +140,7 @@ class CoinAgent:
             names.requests,
         )
         idleness, models, baseline = self.idleness, self.models, self.baseline
+        sectors = self.sectors
         mono_now = time.monotonic()
         dirty: dict[str, tuple[EventT[Any], CoinState]] = {}
         marks: dict[int, tuple[int, str]] = {}
@@ -160,6 +161,11 @@ class CoinAgent:
                 await ctx.dead_letter(unit, event, AGENT, exc)
                 continue
             coin = str(record["coin"])
+            if coin not in sectors:  # outside the universe: the engine skips it the same way
+                await ctx.dead_letter(
+                    unit, event, AGENT, UnknownCoinError(f"coin {coin!r} is not in the universe")
+                )
+                continue
             held = dirty.get(coin)
             state = (
                 held[1]

@@ -26,6 +26,10 @@ them back to back for one stream of ticks in ``(ts, coin, seq)`` order:
    goes through the :class:`PaperExchange`. A fill that fails is counted and dropped, exactly as the
    execution agent does.
 
+Ticks and cost updates of a coin outside ``universe`` (when one is given) are skipped before
+step 1 and counted (``EngineStats.unknown_coins``), just as the coin agent dead-letters them
+with reason ``unknown_coin``.
+
 Everything is deterministic: the same ticks in the same order give byte-identical outputs, and
 the same outputs as the Kafka pipeline (see DESIGN.md, "Live equals backtest").
 """
@@ -33,7 +37,7 @@ the same outputs as the Kafka pipeline (see DESIGN.md, "Live equals backtest").
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,6 +182,8 @@ class EngineStats:
     decision_reasons: Counter[str] = field(default_factory=Counter)
     executions: int = 0
     execution_errors: int = 0
+    #: ticks and cost updates of coins outside the universe, skipped (``unknown_coin``)
+    unknown_coins: int = 0
 
 
 @dataclass
@@ -205,8 +211,10 @@ class TradingEngine:
         sector_of: Callable[[str], str | None],
         feature_params: FeatureParams | None = None,
         models: Callable[[str], SignalModel | None] | None = None,
+        universe: Container[str] | None = None,
     ) -> None:
         self.sequencer = sequencer
+        self.universe = universe
         self.costs = costs
         self.exchange = exchange
         self.monitor = monitor
@@ -223,6 +231,9 @@ class TradingEngine:
         """Process one tick; the output holds what the tick made and what got released."""
         out = EngineOutput()
         coin = str(tick["coin"])
+        if self.universe is not None and coin not in self.universe:
+            self.stats.unknown_coins += 1  # the coin agent dead-letters it: nothing happens
+            return out
         ts = int(tick["ts"])
         self.stats.ticks += 1
         state = self.feature_state.get(coin)
@@ -258,7 +269,11 @@ class TradingEngine:
         return out
 
     def on_cost_update(self, record: Mapping[str, Any]) -> None:
-        """Fold a recorded ``CostUpdate`` into the cost book."""
+        """Fold a recorded ``CostUpdate`` into the cost book (skipped, and counted, for a coin
+        outside the universe)."""
+        if self.universe is not None and str(record["coin"]) not in self.universe:
+            self.stats.unknown_coins += 1
+            return
         apply_cost_update(self.costs, record)
 
     def finish(self) -> EngineOutput:

@@ -96,3 +96,10 @@ class InvalidSymbolError(CostError, ValueError):
 
 class NoQuoteError(CostError, LookupError):
     """The symbol has no quote yet, so its spread cost is unknown."""
+
+
+class UnknownCoinError(DomainError, LookupError):
+    """A tick or cost update names a coin outside the configured universe; it is
+    dead-lettered with reason ``unknown_coin`` (``dead_letter_reason``)."""
+
+    dead_letter_reason = "unknown_coin"

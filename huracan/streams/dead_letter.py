@@ -32,8 +32,12 @@ def dead_letter_event_id(consumer: str, topic: str, partition: int, offset: int)
 
 
 def reason_code(error: BaseException) -> str:
-    """A :class:`SerdeError`'s reason code, else ``"processing_error"``."""
-    return error.reason if isinstance(error, SerdeError) else PROCESSING_ERROR
+    """A :class:`SerdeError`'s reason code, an error's own ``dead_letter_reason`` (e.g.
+    ``unknown_coin``), else ``"processing_error"``."""
+    if isinstance(error, SerdeError):
+        return error.reason
+    own = getattr(error, "dead_letter_reason", None)
+    return own if isinstance(own, str) and own else PROCESSING_ERROR
 
 
 def _to_bytes(value: BytesLike | None) -> bytes | None:
