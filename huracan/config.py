@@ -433,6 +433,8 @@ class ResearchConfig(_Section):
     promotion_margin_sharpe: float = Field(0.5, ge=0)
     #: ... and it closed at least this many trades out of sample
     promotion_min_trades: int = Field(5, ge=0)
+    #: one-minute returns a window needs before its Sharpe is reported (the report's default)
+    sharpe_min_periods: int = Field(30, ge=2)
 
     @field_validator("momentum_entry_z", "linear_entry_z")
     @classmethod

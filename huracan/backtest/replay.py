@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from huracan.backtest.errors import EmptyBacktest
 from huracan.backtest.report import (
     MARK_INTERVAL_US,
+    SHARPE_MIN_PERIODS,
     BacktestReport,
     Mark,
     QuoteMarks,
@@ -209,7 +210,9 @@ def replay_ticks(
     )
 
 
-def report_for(cfg: HuracanConfig, result: ReplayResult) -> BacktestReport:
+def report_for(
+    cfg: HuracanConfig, result: ReplayResult, *, sharpe_min_periods: int | None = None
+) -> BacktestReport:
     """The :class:`BacktestReport` of ``result``: starting equity ``engine.equity_usd``,
     funding at the rates in force (``result.funding_schedule``) per
     ``engine.cost_model.funding_interval_hours``, equity marked to market at ``result.marks``."""
@@ -227,6 +230,7 @@ def report_for(cfg: HuracanConfig, result: ReplayResult) -> BacktestReport:
         last_quotes=result.last_quotes,
         marks=result.marks,
         mark_interval_us=MARK_INTERVAL_US,
+        sharpe_min_periods=SHARPE_MIN_PERIODS if sharpe_min_periods is None else sharpe_min_periods,
     )
 
 

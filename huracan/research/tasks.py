@@ -18,7 +18,7 @@ from typing import Any
 
 from huracan.backtest.errors import EmptyBacktest
 from huracan.backtest.report import BacktestReport
-from huracan.backtest.run import load_ticks, override_config, run_backtest
+from huracan.backtest.run import load_ticks, override_config, report_for, run_backtest
 from huracan.config import HuracanConfig, build_config
 from huracan.domain.features import FeatureVector
 from huracan.domain.signals import BaselineParams, Signal
@@ -86,10 +86,12 @@ def _backtest(
         built = build_model(model, version=f"research:{model['type']}")
         models = lambda _coin: built  # noqa: E731 - one model for the coin(s) replayed
     try:
-        _, report = run_backtest(
+        result, _ = run_backtest(
             cfg, source="archive", root=spec["root"], coins=coins, start=start, end=end,
             cost_updates=bool(spec.get("cost_updates", True)), models=models,
         )  # fmt: skip
+        # research windows are short: Sharpe from research.sharpe_min_periods returns
+        report = report_for(cfg, result, sharpe_min_periods=cfg.research.sharpe_min_periods)
     except (NoDataInRange, EmptyBacktest):
         return None
     return report

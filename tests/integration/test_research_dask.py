@@ -170,7 +170,9 @@ def test_retrain_when_lead_above_then_below_margin_then_promoted_only_below(
     end = T0 + int(TICKS / RATE * 1e6) + 1
 
     def retrain(margin: float, dry_run: bool = False) -> Any:
-        cfg = _cfg(promotion_margin_sharpe=margin, promotion_min_trades=0, folds=2)
+        cfg = _cfg(
+            promotion_margin_sharpe=margin, promotion_min_trades=0, folds=2, sharpe_min_periods=2
+        )
         with DaskExecutor(cluster.address) as executor:
             return run_retrain(
                 cfg, executor, pg_registry, root=archive, coins=coins, start=T0, end=end,
@@ -238,6 +240,7 @@ def test_retrain_when_model_promoted_then_running_worker_signals_with_it(
             "research.promotion_margin_sharpe": 0.0,
             "research.promotion_min_trades": 0,
             "research.folds": 2,
+            "research.sharpe_min_periods": 2,  # minutes of data: the report's default is 30
         },
     )
     create_topics(cfg)
